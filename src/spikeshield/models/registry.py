@@ -1,0 +1,93 @@
+"""Model registry and factory (timm style): ``create_model("lenet", dataset=..., neuron=..., encoder=..., T=...)``."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from spikeshield.data.info import dataset_info
+from spikeshield.encoding import make_encoder
+from spikeshield.neurons.surrogate import Surrogate, surrogate_name
+from spikeshield.validation import unknown_name
+
+MODELS: dict[str, Callable[..., nn.Sequential]] = {}
+DEFAULT_SYNAPSE: dict[str, float | None] = {}
+
+
+def register_model(name: str, synapse: float | None = None) -> Callable:
+    """Decorator: register ``builder(info, parts, **model_params) -> body`` under ``name``.
+
+    ``synapse`` is the model's default PSC time constant (None: spikes feed the next layer directly).
+    """
+
+    def wrap(builder: Callable[..., nn.Sequential]) -> Callable[..., nn.Sequential]:
+        MODELS[name] = builder
+        DEFAULT_SYNAPSE[name] = synapse
+        return builder
+
+    return wrap
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready copy of neuron parameters (surrogate instances become ``{"name": ..., ...}``)."""
+    return {
+        k: {"name": surrogate_name(v), **dataclasses.asdict(v)} if isinstance(v, Surrogate) else v
+        for k, v in params.items()
+    }
+
+
+def create_model(
+    name: str,
+    dataset: str = "fashion_mnist",
+    neuron: str = "lif",
+    encoder: str = "direct",
+    T: int = 5,
+    ann: bool = False,
+    synapse: float | str | None = "default",
+    neuron_params: dict[str, Any] | None = None,
+    encoder_params: dict[str, Any] | None = None,
+    **model_params: Any,
+):
+    """Build a registered model.
+
+    Args:
+        name: model name (``lenet``, ``vgg5``, ``vgg9``, ``vgg11``, ``vgg16``).
+        dataset: sets input shape, classes and the normalisation inside the model.
+        neuron: neuron name in :data:`spikeshield.neurons.NEURONS`; ``neuron_params`` are passed to it
+            (e.g. ``{"tau_m": 5, "surrogate": "sigmoid"}``).
+        encoder: ``direct``, ``poisson``, ``rsc1`` or ``rsc2``; ``encoder_params`` e.g. ``{"std": 0.3}``.
+        T: number of time steps.
+        ann: build the ANN twin: ReLU instead of neurons, no synapse filter, T = 1, direct coding.
+        synapse: PSC time constant tau_s, None for no synapse filter, or ``"default"``, the model's own
+            (3 for ``lenet``, none for the VGGs).
+        model_params: extra arguments of the model builder (e.g. ``hidden=1024`` for the VGGs).
+
+    >>> model = create_model("lenet", dataset="fashion_mnist", neuron="lif", encoder="direct", T=5)
+    """
+    from spikeshield.models.layers import Parts
+    from spikeshield.models.spiking_model import SpikingModel
+
+    if name not in MODELS:
+        raise unknown_name("model", name, MODELS)
+    if not isinstance(T, int) or T < 1:
+        raise ValueError(f"T (time steps) must be a positive integer; got {T!r}")
+    info = dataset_info(dataset)
+    neuron_params = _plain(neuron_params or {})
+    if synapse == "default":
+        synapse = DEFAULT_SYNAPSE[name]
+    if ann:
+        encoder, T = "direct", 1
+    builder = MODELS[name]
+    allowed = set(inspect.signature(builder).parameters) - {"info", "parts"}
+    if set(model_params) - allowed:
+        raise ValueError(f"model {name!r} takes no parameter(s) {sorted(set(model_params) - allowed)}; "
+                         f"it takes {sorted(allowed) or 'none'}")
+    parts = Parts(neuron=neuron, neuron_params=neuron_params, ann=ann, tau_s=synapse)
+    body = builder(info, parts, **model_params)
+    config = dict(name=name, dataset=info.name, neuron=neuron, encoder=encoder, T=T, ann=ann, synapse=synapse,
+                  neuron_params=neuron_params, encoder_params=dict(encoder_params or {}), **model_params)
+    return SpikingModel(body, info, make_encoder(encoder, **(encoder_params or {})), T, config)

@@ -1,0 +1,24 @@
+"""Spiking neurons, surrogate gradients, PSC synapses, recording and the attacker's gradient modes."""
+
+from spikeshield.neurons.base import SpikingNeuron
+from spikeshield.neurons.gradients import active_surrogate, gradient_mode, spike
+from spikeshield.neurons.lif import LIF, LIFParameters, lif_step
+from spikeshield.neurons.recording import Recording, record
+from spikeshield.neurons.registry import NEURONS, make_neuron, register_neuron
+from spikeshield.neurons.surrogate import (
+    SURROGATES,
+    ArcTan,
+    Rectangle,
+    Sigmoid,
+    StraightThrough,
+    Surrogate,
+    Triangle,
+    make_surrogate,
+)
+from spikeshield.neurons.synapse import PSC, psc_kernel
+
+__all__ = [
+    "LIF", "NEURONS", "PSC", "SURROGATES", "ArcTan", "LIFParameters", "Recording", "Rectangle", "Sigmoid",
+    "SpikingNeuron", "StraightThrough", "Surrogate", "Triangle", "active_surrogate", "gradient_mode", "lif_step",
+    "make_neuron", "make_surrogate", "psc_kernel", "record", "register_neuron", "spike",
+]

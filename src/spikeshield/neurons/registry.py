@@ -1,0 +1,41 @@
+"""Neuron registry: ``create_model(neuron=NAME)`` resolves names here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from spikeshield.neurons.lif import LIF, LIFParameters
+from spikeshield.neurons.synapse import PSC
+from spikeshield.validation import unknown_name
+
+NeuronFactory = Callable[..., nn.Module]
+
+NEURONS: dict[str, NeuronFactory] = {}
+
+
+def register_neuron(name: str) -> Callable[[NeuronFactory], NeuronFactory]:
+    """Decorator: register ``factory(shape, synapse, **params) -> module`` under ``name``."""
+
+    def wrap(factory: NeuronFactory) -> NeuronFactory:
+        NEURONS[name] = factory
+        return factory
+
+    return wrap
+
+
+def make_neuron(name: str, shape: tuple[int, ...], synapse: PSC | None = None, **params) -> nn.Module:
+    """Build the neuron layer ``name`` for activations of per-sample ``shape`` (some neurons hold per-unit
+    parameters), its spikes filtered by ``synapse`` if given."""
+    if name not in NEURONS:
+        raise unknown_name("neuron", name, NEURONS)
+    try:
+        return NEURONS[name](shape, synapse, **params)
+    except TypeError as e:
+        raise ValueError(f"bad parameters for neuron {name!r}: {e}") from None
+
+
+@register_neuron("lif")
+def _lif(shape: tuple[int, ...], synapse: PSC | None, **params) -> LIF:
+    return LIF(LIFParameters(**params), synapse)
