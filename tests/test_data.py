@@ -368,7 +368,7 @@ def http_server(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield root, f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
@@ -382,7 +382,7 @@ def test_download_verifies_checksums_and_caches(http_server, tmp_path):
     write_idx_split(www, "t10k", images, labels, gz=True)
     sums = {p.name: md5(p) for p in www.iterdir()}
     sums["t10k-labels-idx1-ubyte.gz"] = hashlib.sha256((www / "t10k-labels-idx1-ubyte.gz").read_bytes()).hexdigest()
-    ds = sd.load_dataset("mnist", "test", base_url=url, checksums=sums, progress=False)
+    ds = sd.load_dataset("mnist", "test", base_url=url, checksums=sums)  # with the progress bar
     assert np.array_equal(ds.images[:, 0].numpy(), images) and ds.labels.tolist() == labels.tolist()
     cache = tmp_path / "cache" / "mnist"
     assert sorted(p.name for p in cache.iterdir()) == sorted(sums)
