@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 
+from spikeshield.neurons import lif_kernels
 from spikeshield.neurons.base import SpikingNeuron
 from spikeshield.neurons.gradients import spike
 from spikeshield.neurons.recording import emit, recording
@@ -79,6 +80,13 @@ class _FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current: torch.Tensor, p: LIFParameters, surrogate: Surrogate, tau_s: float | None):  # noqa: D102
+        ctx.p, ctx.surrogate, ctx.tau_s = p, surrogate, tau_s
+        ctx.set_materialize_grads(False)
+        if lif_kernels.supported(current):
+            out, membrane, fired = lif_kernels.forward(current, p.decay, p.input_scale, p.theta, tau_s)
+            ctx.save_for_backward(membrane, fired)
+            ctx.mark_non_differentiable(membrane, fired)
+            return out, membrane, fired
         membrane = torch.empty_like(current)
         fired = torch.empty_like(current, dtype=torch.bool)
         out = torch.empty_like(current) if tau_s else None  # tau_s * PSC, scaled once at the end
@@ -97,9 +105,7 @@ class _FusedLIF(torch.autograd.Function):
                 else:
                     torch.add(fired[t], out[t - 1], alpha=1 - 1 / tau_s, out=out[t])
         ctx.save_for_backward(membrane, fired)
-        ctx.p, ctx.surrogate, ctx.tau_s = p, surrogate, tau_s
         ctx.mark_non_differentiable(membrane, fired)
-        ctx.set_materialize_grads(False)
         return (out.mul_(1 / tau_s) if out is not None else fired.to(current.dtype)), membrane, fired
 
     @staticmethod
@@ -108,6 +114,10 @@ class _FusedLIF(torch.autograd.Function):
             return None, None, None, None
         membrane, fired = ctx.saved_tensors
         p, surrogate, tau_s = ctx.p, ctx.surrogate, ctx.tau_s
+        if lif_kernels.supported(membrane):
+            grad = lif_kernels.backward(grad_out, membrane, p.decay, p.input_scale, p.theta, p.detach_reset,
+                                        tau_s, surrogate)
+            return grad, None, None, None
         T = grad_out.shape[0]
         grad = torch.empty_like(grad_out)  # dL/du[t], scaled into dL/dI[t] at the end
         filtered = torch.empty_like(grad_out[0]) if tau_s else None  # tau_s * dL/ds[t] through the PSC filter

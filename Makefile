@@ -1,0 +1,41 @@
+# spikeshield: `make run` (the main job) and `make test` set up whatever is missing first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CPU build of PyTorch is installed before anything that depends on torch (a bare `torch` pulls CUDA builds).
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: setup data run test lint bench clean
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+# FashionMNIST from Debian's package where apt is available; otherwise spikeshield downloads it on first use.
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		(apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1) || \
+		echo "dataset-fashion-mnist not installed; spikeshield will download FashionMNIST"; \
+	fi
+
+run: setup
+	$(VENV)/bin/spikeshield train --config configs/quick.yaml --overwrite
+	$(VENV)/bin/spikeshield eval --checkpoint runs/quick/model --attacks fgsm,pgd7 --eps 8/255 \
+		--n-examples 1000 --out runs/quick
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,160 @@
+"""Training throughput of the LIF LeNet against its ANN twin on the T*B folded batch (issue 2, item 11).
+
+The SNN trains on batches of B images for T steps; its ANN twin (same layers, ReLU, no synapse) trains on batches
+of T*B images, which is the same convolution work without the time loop. Rounds alternate the two in one process
+(A/B, then B/A) so both see the same machine state; the ratio is ANN step time / SNN step time (1.0 = the time loop
+is free). Also reported: the plain autograd LIF loop (the neuron's step function under autograd, what most SNN code
+does) and each path's peak training memory.
+
+    .venv/bin/python benchmarks/throughput.py            # CPU, writes benchmarks/results/throughput.json
+    .venv/bin/python benchmarks/throughput.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+import spikeshield as ss
+from spikeshield.neurons import LIF, SpikingNeuron
+
+
+@contextmanager
+def autograd_step_loop():
+    """Run every LIF through its step function under autograd instead of the fused kernel (the reference path)."""
+    fused = LIF.run
+    LIF.run = SpikingNeuron.run
+    try:
+        yield
+    finally:
+        LIF.run = fused
+
+
+def train_step(model, opt, x, y):
+    opt.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(model, opt, x, y, steps, device, generic=False):
+    with autograd_step_loop() if generic else _nothing():
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            train_step(model, opt, x, y)
+        sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
+def peak_memory_mb(model, opt, x, y, device, generic=False) -> float:
+    """Peak training memory of one step: CUDA allocator peak, or on CPU the bytes autograd keeps for backward."""
+    with autograd_step_loop() if generic else _nothing():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            train_step(model, opt, x, y)
+            torch.cuda.synchronize()
+            return (torch.cuda.max_memory_allocated() - base) / 2**20
+        saved: dict[int, int] = {}
+
+        def pack(t):
+            storage = t.untyped_storage()
+            saved[storage.data_ptr()] = storage.nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return sum(saved.values()) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--T", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=4, help="training steps per timed round")
+    parser.add_argument("--out", default="benchmarks/results/throughput.json")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    B, T = args.batch, args.T
+    snn = ss.models.create_model("lenet", dataset="fashion_mnist", neuron="lif", T=T).to(device).train()
+    ann = ss.models.create_model("lenet", dataset="fashion_mnist", ann=True).to(device).train()
+    opts = {id(m): torch.optim.Adam(m.parameters(), 1e-4) for m in (snn, ann)}
+    x, y = torch.rand(B, 1, 28, 28, device=device), torch.randint(0, 10, (B,), device=device)
+    x_fold, y_fold = torch.rand(T * B, 1, 28, 28, device=device), torch.randint(0, 10, (T * B,), device=device)
+    runs = {
+        "snn": lambda: time_steps(snn, opts[id(snn)], x, y, args.steps, device),
+        "snn_autograd_loop": lambda: time_steps(snn, opts[id(snn)], x, y, args.steps, device, generic=True),
+        "ann_folded": lambda: time_steps(ann, opts[id(ann)], x_fold, y_fold, args.steps, device),
+    }
+    for run in runs.values():  # warm-up: compile kernels, fill allocator caches
+        run()
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for r in range(args.rounds):
+        order = list(runs) if r % 2 == 0 else list(reversed(runs))
+        for name in order:
+            times[name].append(runs[name]())
+    ratios = [a / s for a, s in zip(times["ann_folded"], times["snn"])]
+    ratios_loop = [a / s for a, s in zip(times["ann_folded"], times["snn_autograd_loop"])]
+    med = {k: statistics.median(v) for k, v in times.items()}
+    result = {
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "cpu": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "model": "lenet", "neuron": "lif", "T": T, "batch": B, "rounds": args.rounds, "steps_per_round": args.steps,
+        "images_per_s": {
+            "snn": B / med["snn"],
+            "snn_autograd_loop": B / med["snn_autograd_loop"],
+            "ann_folded_per_snn_image": B / med["ann_folded"],
+        },
+        "ratio_snn_vs_ann": statistics.median(ratios),
+        "ratio_per_round": ratios,
+        "ratio_autograd_loop_vs_ann": statistics.median(ratios_loop),
+        "peak_memory_mb": {
+            "snn": peak_memory_mb(snn, opts[id(snn)], x, y, device),
+            "snn_autograd_loop": peak_memory_mb(snn, opts[id(snn)], x, y, device, generic=True),
+            "ann_folded": peak_memory_mb(ann, opts[id(ann)], x_fold, y_fold, device),
+        },
+        "memory_measure": "CUDA allocator peak" if device.type == "cuda" else "bytes saved by autograd for backward",
+        "command": f"python benchmarks/throughput.py --device {args.device}",
+    }
+    print(f"lenet LIF T={T} B={B} on {result['device']} ({result['torch_threads']} threads)")
+    print(f"  SNN (fused LIF kernel)   {result['images_per_s']['snn']:8.1f} img/s  "
+          f"ratio vs ANN {result['ratio_snn_vs_ann']:.3f}  peak {result['peak_memory_mb']['snn']:.0f} MB")
+    print(f"  SNN (autograd step loop) {result['images_per_s']['snn_autograd_loop']:8.1f} img/s  "
+          f"ratio vs ANN {result['ratio_autograd_loop_vs_ann']:.3f}  "
+          f"peak {result['peak_memory_mb']['snn_autograd_loop']:.0f} MB")
+    print(f"  ANN twin on T*B batch    {result['images_per_s']['ann_folded_per_snn_image']:8.1f} SNN-img/s "
+          f"            peak {result['peak_memory_mb']['ann_folded']:.0f} MB")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
