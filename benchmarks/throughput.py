@@ -117,8 +117,8 @@ def main() -> None:
         order = list(runs) if r % 2 == 0 else list(reversed(runs))
         for name in order:
             times[name].append(runs[name]())
-    ratios = [a / s for a, s in zip(times["ann_folded"], times["snn"])]
-    ratios_loop = [a / s for a, s in zip(times["ann_folded"], times["snn_autograd_loop"])]
+    ratios = [a / s for a, s in zip(times["ann_folded"], times["snn"], strict=True)]
+    ratios_loop = [a / s for a, s in zip(times["ann_folded"], times["snn_autograd_loop"], strict=True)]
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),

@@ -16,12 +16,12 @@ from spikeshield.neurons import (
     StraightThrough,
     Triangle,
     gradient_mode,
+    lif_kernels,
     lif_step,
     make_surrogate,
     psc_kernel,
     record,
 )
-from spikeshield.neurons import lif_kernels
 
 
 def reference_lif(current, tau_m=5.0, theta=1.0, form="decay"):
@@ -102,7 +102,7 @@ def test_lif_step_is_pure():
     x = torch.rand(3)
     a = lif_step(x, None, p, p.surrogate)
     b = lif_step(x, None, p, p.surrogate)
-    assert all(torch.equal(u, v) for u, v in zip(a[:2], b[:2]))
+    assert all(torch.equal(u, v) for u, v in zip(a[:2], b[:2], strict=True))
 
 
 @pytest.mark.parametrize(

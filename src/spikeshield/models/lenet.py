@@ -1,6 +1,7 @@
 """The FashionMNIST LeNet of HoSNN (METHODS 1): ``32C5(pad 2)-P2-64C5(pad 2)-P2-1024-10``.
 
-Each neuron layer's spikes pass a PSC filter (tau_s = 3; ``synapse=None`` in ``create_model`` for none); pooling is a 2x2 sum of PSCs scaled by
+Each neuron layer's spikes pass a PSC filter (tau_s = 3; ``synapse=None`` in ``create_model``
+for none); pooling is a 2x2 sum of PSCs scaled by
 1.1; the input image passes the same PSC filter. The readout is the per-step output of the last linear layer.
 """
 

@@ -16,7 +16,8 @@ from spikeshield.neurons.synapse import PSC
 class SpikingNeuron(nn.Module):
     """A layer of spiking neurons mapping input currents ``[T, B, ...]`` to spikes ``[T, B, ...]``.
 
-    ``synapse`` (optional) filters the spikes into post-synaptic currents. Subclasses define :meth:`step` (one time step, state in and out, spike through
+    ``synapse`` (optional) filters the spikes into post-synaptic currents. Subclasses define
+    :meth:`step` (one time step, state in and out, spike through
     :func:`spikeshield.neurons.gradients.spike`); they may override :meth:`run` with a faster fused kernel that
     gives the same forward and gradients. State is created inside ``forward`` and dropped after (DESIGN 2).
     """

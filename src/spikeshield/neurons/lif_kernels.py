@@ -12,8 +12,6 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from spikeshield.neurons.surrogate import Surrogate
-
 
 def supported(current: torch.Tensor) -> bool:
     """True if the compiled kernels can run on this tensor (CPU, float32 or float64)."""

@@ -1,0 +1,16 @@
+"""Attacks: one base class (:class:`Attack`), one small file per attack, one registry of named settings.
+
+>>> atk = PGD(model, eps=8/255, alpha=2/255, steps=7, random_start=True)   # doctest: +SKIP
+>>> x_adv = atk(x, y)                  # same shape, inside the eps-ball and [0, 1]   # doctest: +SKIP
+>>> atk = make_attack("pgd7", model, eps=8/255)                            # doctest: +SKIP
+"""
+
+from spikeshield.attacks.base import LOSSES, Attack
+from spikeshield.attacks.bim import BIM
+from spikeshield.attacks.fgsm import FGSM
+from spikeshield.attacks.pgd import PGD
+from spikeshield.attacks.registry import ATTACKS, AttackSpec, make_attack, parse_attack_list
+from spikeshield.attacks.rfgsm import RFGSM
+
+__all__ = ["ATTACKS", "BIM", "FGSM", "LOSSES", "PGD", "RFGSM", "Attack", "AttackSpec", "make_attack",
+           "parse_attack_list"]

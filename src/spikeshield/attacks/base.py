@@ -1,0 +1,201 @@
+"""The one attack base class: validation, EOT input gradients, the eps-ball projection (DESIGN 4, 6, 7, 8).
+
+A subclass writes only its math in :meth:`Attack.perturb`; the base class checks the inputs, runs ``perturb`` under
+the attacker's gradient mode, projects the result into the L-inf eps-ball around ``x`` and into ``[0, 1]``, and
+returns it detached. The base class never calls ``model.train()`` / ``model.eval()``, never touches parameters or
+buffers (input gradients come from :func:`torch.autograd.grad`, so no parameter ``.grad`` accumulates) and never
+seeds the random generator: randomness comes from the global torch RNG, so ``torch.manual_seed`` before a call makes
+it reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikeshield.neurons.surrogate import Surrogate, make_surrogate, surrogate_name
+from spikeshield.validation import check_eps, check_images, unknown_name
+
+
+def _cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy ``[B]``."""
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+#: Per-sample attack losses ``loss(logits [B, classes], y [B]) -> [B]``; the attack ascends their sum.
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"ce": _cross_entropy}
+
+
+def _check_positive_int(value: Any, name: str) -> int:
+    """Return ``value`` if it is an integer >= 1, else raise a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    return value
+
+
+def check_step(alpha: float, name: str = "alpha") -> float:
+    """Check a step size (pixel units, in [0, 1]) and return it as a float."""
+    return check_eps(alpha, name)
+
+
+def check_steps(steps: int) -> int:
+    """Check a number of iterations (integer >= 1)."""
+    return _check_positive_int(steps, "steps")
+
+
+def check_labels(y: torch.Tensor, batch: int, num_classes: int | None, what: str = "labels") -> torch.Tensor:
+    """Check class indices ``y`` (shape ``[batch]``, integers in ``[0, num_classes)``); return them as int64."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{what} y must be a torch.Tensor of shape [B] (int64); got {type(y).__name__}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"{what} y must be integer class indices (int64), not {y.dtype}")
+    if y.shape != (batch,):
+        raise ValueError(f"{what} y must have shape [B] = [{batch}] to match the images; got {list(y.shape)}")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or (num_classes is not None and hi >= num_classes):
+        top = num_classes if num_classes is not None else "classes"
+        raise ValueError(f"{what} y must lie in [0, {top}) (class indices); got values in [{lo}, {hi}]")
+    return y.long()
+
+
+class Attack:
+    """Base class of every L-inf attack: ``x_adv = attack(x, y)``.
+
+    Args:
+        model: a classifier taking ``x`` ``[B, C, H, W]`` in [0, 1] to logits ``[B, classes]``; a spikeshield model
+            (its ``info`` is used to check inputs). Its mode (train/eval) is left as it is.
+        eps: L-inf budget in pixel units, in [0, 1] (e.g. ``8/255``).
+        targeted: if True, ``y`` holds target labels and the attack moves towards them.
+        eot: Expectation over Transformation draws per gradient (integer >= 1). With ``eot=m`` the batch is
+            repeated ``m`` times in one forward/backward pass and the ``m`` per-draw gradients are averaged; use
+            it for stochastic models (``model.is_stochastic``).
+        surrogate: backward pass used for the attacker's gradients (DESIGN 6): None keeps each neuron's own
+            surrogate; a name (``"triangle"``), a ``{"name": ..., param: ...}`` dict or a surrogate instance
+            replaces it inside the attack only (see :func:`spikeshield.neurons.gradients.gradient_mode`).
+        loss: ``"ce"`` (cross-entropy) or a callable ``loss(logits, y) -> [B]`` per-sample loss.
+
+    Attributes:
+        forward_passes: images sent through the model by this attack so far (EOT draws count separately).
+
+    Subclasses implement :meth:`perturb` and may extend :meth:`settings`.
+    """
+
+    #: short registry-style name used in reports
+    name: str = "attack"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float,
+        *,
+        targeted: bool = False,
+        eot: int = 1,
+        surrogate: str | dict | Surrogate | None = None,
+        loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "ce",
+    ) -> None:
+        if not callable(model):
+            raise TypeError(f"model must be a callable nn.Module; got {type(model).__name__}")
+        self.model = model
+        self.eps = check_eps(eps, "eps")
+        self.targeted = bool(targeted)
+        self.eot = _check_positive_int(eot, "eot (number of EOT draws)")
+        self.surrogate = None if surrogate in (None, "own") else make_surrogate(surrogate)
+        if callable(loss):
+            self.loss_name, self.loss_fn = getattr(loss, "__name__", "custom"), loss
+        elif loss in LOSSES:
+            self.loss_name, self.loss_fn = loss, LOSSES[loss]
+        else:
+            raise unknown_name("attack loss", loss, LOSSES)
+        self.forward_passes = 0
+
+    # ----------------------------------------------------------------------------------------------- public API
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Adversarial examples for images ``x`` ``[B, C, H, W]`` in [0, 1] and labels ``y`` ``[B]`` (int64).
+
+        For a targeted attack ``y`` holds the target labels. Returns a detached tensor of the shape of ``x``,
+        inside ``[x - eps, x + eps]`` and ``[0, 1]``.
+        """
+        x, y = self._check_inputs(x, y)
+        with torch.enable_grad(), self.gradient_context():
+            x_adv = self.perturb(x, y)
+        return self.project(x_adv, x).detach()
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The attack's math: return candidate adversarial images (the caller projects them)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement perturb(x, y)")
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-ready record of the attack and its arguments (stored in evaluation results)."""
+        if self.surrogate is None:
+            surrogate: str | dict = "own"
+        else:
+            surrogate = {"name": surrogate_name(self.surrogate), **dataclasses.asdict(self.surrogate)}
+        return dict(attack=type(self).__name__, eps=self.eps, targeted=self.targeted, eot=self.eot,
+                    surrogate=surrogate, loss=self.loss_name)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "attack")
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------------------------- helpers for subclasses
+    def gradient_context(self) -> contextlib.AbstractContextManager:
+        """Context in which the attacker's gradients are computed (the surrogate swap; more modes plug in here)."""
+        if self.surrogate is None:
+            return contextlib.nullcontext()
+        from spikeshield.neurons.gradients import gradient_mode
+
+        return gradient_mode(self.surrogate)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Model output for ``x`` without gradients (counted in :attr:`forward_passes`)."""
+        with torch.no_grad():
+            out = self.model(x)
+        self.forward_passes += x.shape[0]
+        return out
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Summed attack objective to ascend: the loss, or minus the loss towards the target labels."""
+        per_sample = self.loss_fn(logits, y)
+        return -per_sample.sum() if self.targeted else per_sample.sum()
+
+    def input_gradient(self, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Gradient of :meth:`loss` with respect to the images ``x_adv`` ``[B, ...]``, averaged over EOT draws.
+
+        With ``eot = m`` the batch is repeated ``m`` times along the batch dimension and sent through the model in
+        one pass; the per-draw gradients ``[m, B, ...]`` are averaged. Parameters get no ``.grad``.
+        """
+        m, batch = self.eot, x_adv.shape[0]
+        x_rep = x_adv.detach().repeat(m, *([1] * (x_adv.dim() - 1))).requires_grad_(True)
+        objective = self.loss(self.model(x_rep), y.repeat(m))
+        self.forward_passes += x_rep.shape[0]
+        (grad,) = torch.autograd.grad(objective, x_rep)
+        return grad.view(m, batch, *x_adv.shape[1:]).mean(0)
+
+    def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Project ``x_adv`` into the L-inf eps-ball around ``x`` and into ``[0, 1]``."""
+        return torch.min(torch.max(x_adv, x - self.eps), x + self.eps).clamp(0.0, 1.0)
+
+    def uniform_start(self, x: torch.Tensor) -> torch.Tensor:
+        """A uniform random point of the eps-ball around ``x``, clipped to ``[0, 1]`` (global torch RNG)."""
+        return (x + torch.empty_like(x).uniform_(-self.eps, self.eps)).clamp(0.0, 1.0)
+
+    # --------------------------------------------------------------------------------------------- validation
+    def _check_inputs(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check images and labels against the model; return detached ``x`` and int64 ``y`` on ``x``'s device."""
+        info = getattr(self.model, "info", None)
+        if info is not None:
+            check_images(x, info.channels, info.size, info.name)
+        else:
+            if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.numel() == 0:
+                raise ValueError("images must be a non-empty floating-point tensor [B, C, H, W] in [0, 1]")
+            if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+                raise ValueError("images must be finite and lie in [0, 1] (pixel space)")
+        classes = getattr(info, "num_classes", None) or getattr(self.model, "num_classes", None)
+        y = check_labels(y, x.shape[0], classes, "target labels" if self.targeted else "labels")
+        return x.detach(), y.to(x.device)

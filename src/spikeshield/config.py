@@ -1,0 +1,248 @@
+"""Training configuration: typed, validated sections read from YAML (``load_config``), unknown keys are errors.
+
+A config file has the sections ``model``, ``data``, ``optim`` and ``adversarial`` plus a few top-level keys; every
+key has a default, so a file states only what differs. ``docs/training.md`` lists every key. Errors name the file,
+the key and what is allowed::
+
+    ValueError: config configs/x.yaml: key optim.lr: Input should be greater than 0
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from spikeshield.validation import parse_eps, unknown_name
+
+
+class _Section(BaseModel):
+    """Base of all config sections: unknown keys are errors and assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+def _eps(value: Any) -> float:
+    return parse_eps(value, "eps")
+
+
+def _alpha(value: Any) -> float | None:
+    return None if value is None else parse_eps(value, "alpha")
+
+
+Eps = Annotated[float, BeforeValidator(_eps)]
+
+
+class ModelSection(_Section):
+    """The network: exactly the arguments of :func:`spikeshield.models.create_model`."""
+
+    name: str = "lenet"
+    dataset: str = "fashion_mnist"
+    neuron: str = "lif"
+    encoder: str = "direct"
+    T: int = Field(5, ge=1)
+    synapse: Literal["default"] | Annotated[float, Field(gt=0)] | None = "default"
+    neuron_params: dict[str, Any] = Field(default_factory=dict)
+    encoder_params: dict[str, Any] = Field(default_factory=dict)
+    ann: bool = False
+    model_params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from spikeshield.models import MODELS
+
+        if v not in MODELS:
+            raise unknown_name("model", v, MODELS)
+        return v
+
+    @field_validator("neuron")
+    @classmethod
+    def _known_neuron(cls, v: str) -> str:
+        from spikeshield.neurons import NEURONS
+
+        if v not in NEURONS:
+            raise unknown_name("neuron", v, NEURONS)
+        return v
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, v: str) -> str:
+        from spikeshield.encoding import ENCODERS
+
+        if v not in ENCODERS:
+            raise unknown_name("encoder", v, ENCODERS)
+        return v
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        from spikeshield.data import dataset_info
+
+        return dataset_info(v).name
+
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``create_model`` (``model_params`` spread out)."""
+        args = self.model_dump(exclude={"model_params"})
+        return {**args, **copy.deepcopy(self.model_params)}
+
+    @model_validator(mode="after")
+    def _builds(self) -> ModelSection:
+        """Build the model on the meta device (no memory, no time) so bad parameters fail at load time."""
+        import torch
+
+        from spikeshield.models import create_model
+
+        try:
+            with torch.device("meta"):
+                create_model(**self.kwargs())
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"create_model rejects this model section: {e}") from None
+        return self
+
+
+class DataSection(_Section):
+    """Where the data comes from and how it is batched."""
+
+    data_dir: str | None = None
+    download: bool = True
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    augment: bool = False
+    train_subset: int | None = Field(None, ge=1)
+    eval_subset: int | None = Field(None, ge=1)
+
+
+class OptimSection(_Section):
+    """Optimiser, learning-rate schedule and gradient clipping."""
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    epochs: int = Field(20, ge=1)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _nesterov(self) -> OptimSection:
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov: true needs name: sgd and momentum > 0")
+        return self
+
+
+class AdversarialSection(_Section):
+    """Adversarial training: each training batch is replaced by adversarial examples of this attack."""
+
+    attack: Literal["none", "fgsm", "rfgsm", "pgd"] = "none"
+    eps: Eps = 0.0
+    alpha: Annotated[float | None, BeforeValidator(_alpha)] = None
+    steps: int = Field(7, ge=1)
+    random_start: bool = True
+    generate_in: Literal["eval", "train"] = "eval"
+
+    @model_validator(mode="after")
+    def _budget(self) -> AdversarialSection:
+        if self.attack != "none" and self.eps <= 0:
+            raise ValueError(f"attack {self.attack!r} needs eps > 0 (pixel units, e.g. eps: 2/255)")
+        return self
+
+
+class TrainConfig(_Section):
+    """One training run. ``TrainConfig()`` is a valid default (LeNet LIF T=5 on FashionMNIST, clean, 20 epochs)."""
+
+    name: str | None = None
+    seed: int = Field(0, ge=0)
+    out_dir: str = "runs/train"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    objective: str = "ce"
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataSection = Field(default_factory=DataSection)
+    optim: OptimSection = Field(default_factory=OptimSection)
+    adversarial: AdversarialSection = Field(default_factory=AdversarialSection)
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, v: str) -> str:
+        from spikeshield.training.objectives import OBJECTIVES
+
+        if v not in OBJECTIVES:
+            raise unknown_name("objective", v, OBJECTIVES)
+        return v
+
+
+def _section_class(loc: tuple) -> type[BaseModel] | None:
+    """The config class that holds the key at ``loc`` (to list the allowed keys of an unknown one)."""
+    cls: type[BaseModel] = TrainConfig
+    for part in loc[:-1]:
+        field = cls.model_fields.get(str(part))
+        sub = getattr(field, "annotation", None) if field else None
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return None
+        cls = sub
+    return cls
+
+
+def _describe(error: dict) -> str:
+    loc = tuple(error["loc"])
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        cls = _section_class(loc)
+        allowed = f"; allowed keys here: {', '.join(cls.model_fields)}" if cls else ""
+        return f"key {key}: unknown key{allowed}"
+    msg = error["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return f"key {key}: {msg}"
+
+
+def parse_config(data: dict[str, Any] | None, source: str = "<dict>") -> TrainConfig:
+    """Validate a config mapping; raise ValueError ``config SOURCE: key a.b: message`` (one line per problem)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"config {source}: expected a mapping of sections (model:, data:, ...), got {type(data).__name__}"
+        )
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as e:
+        lines = [_describe(err) for err in e.errors()]
+        raise ValueError(f"config {source}: " + "\n  ".join(lines)) from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted-key overrides applied, e.g. ``{"optim.epochs": 1, "seed": 3}``."""
+    data = copy.deepcopy(data)
+    for dotted, value in (overrides or {}).items():
+        node = data
+        parts = str(dotted).split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"override {dotted}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML training config (plus dotted-key ``overrides``) and validate it.
+
+    Raises FileNotFoundError if the file is missing and ValueError ``config FILE: key a.b: message`` otherwise.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"config {path}: not valid YAML ({e})") from None
+    if isinstance(data, dict):
+        data = apply_overrides(data, overrides)
+    return parse_config(data, str(path))

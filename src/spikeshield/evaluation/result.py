@@ -1,0 +1,104 @@
+"""One result record per evaluated model (RobustBench-like JSON, numbers stored as numbers)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: version of the JSON layout written by :meth:`EvalResult.to_dict`
+SCHEMA = "spikeshield.eval/1"
+
+
+@dataclass
+class EvalResult:
+    """The outcome of :func:`spikeshield.evaluation.evaluate`.
+
+    Accuracies are fractions in [0, 1]. ``robust_acc[a]`` counts a sample as robust to attack ``a`` when it is
+    classified correctly clean *and* after the attack (so it never exceeds ``clean_acc``); ``adv_acc[a]`` is the
+    plain accuracy on the adversarial images (it may exceed ``clean_acc`` for a weak or obfuscated attack, which the
+    audit uses). ``worst_case_acc`` counts samples correct clean and under every attack; ``mra`` is the minimum of
+    ``robust_acc`` over attacks (None without attacks). ``number_forward_passes`` counts images sent through the
+    model (``"clean"``, each attack and ``"total"``); ``time_s`` the seconds per attack and ``"total"``.
+    ``per_sample`` holds per-sample correctness flags (``"clean"`` and each attack, adversarial correctness); it is
+    kept out of the JSON unless asked for.
+    """
+
+    model: dict[str, Any]
+    dataset: str
+    eps: float
+    clean_acc: float
+    robust_acc: dict[str, float]
+    adv_acc: dict[str, float]
+    worst_case_acc: float
+    mra: float | None
+    n_examples: int
+    seeds: list[int]
+    number_forward_passes: dict[str, int]
+    attacks: dict[str, dict[str, Any]]
+    time_s: dict[str, float]
+    flags: list[Any] = field(default_factory=list)
+    spikeshield_version: str = ""
+    torch_version: str = ""
+    device: str = "cpu"
+    git_commit: str | None = None
+    date: str = ""
+    command: str | None = None
+    per_sample: dict[str, list[bool]] | None = field(default=None, repr=False)
+
+    def to_dict(self, per_sample: bool = False) -> dict[str, Any]:
+        """JSON-ready dict (with ``"schema"``); per-sample flags only if ``per_sample``."""
+        out = {"schema": SCHEMA, **dataclasses.asdict(self)}
+        if not per_sample:
+            out.pop("per_sample")
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
+        """Rebuild a result from :meth:`to_dict` output (unknown keys are an error, a missing schema is not)."""
+        data = dict(data)
+        schema = data.pop("schema", SCHEMA)
+        if schema != SCHEMA:
+            raise ValueError(f"unsupported result schema {schema!r}; this version reads {SCHEMA!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"not a spikeshield evaluation result: unknown field(s) {sorted(unknown)}")
+        return cls(**data)
+
+    def save_json(self, path: str | os.PathLike, per_sample: bool = False) -> Path:
+        """Write the result as JSON atomically (temporary file + ``os.replace``); return the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(per_sample=per_sample), indent=2, allow_nan=False) + "\n"
+        atomic_write_text(path, text)
+        return path
+
+    @classmethod
+    def load_json(cls, path: str | os.PathLike) -> EvalResult:
+        """Read a result written by :meth:`save_json`."""
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace`` (no torn files)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+

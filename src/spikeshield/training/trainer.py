@@ -1,0 +1,400 @@
+"""The one training loop: clean or adversarial training from a :class:`~spikeshield.config.TrainConfig`.
+
+``train(config)`` seeds everything from ``config.seed``, then per epoch: draws the batches (order and augmentation
+fixed by ``(seed, epoch)``), reseeds the global torch RNG from ``(seed, epoch)`` (attack random starts, stochastic
+encoders and neurons), optionally replaces each batch by adversarial examples, minimises the configured objective,
+evaluates on the test split and writes ``metrics.jsonl``, ``train_state/`` and ``model/`` atomically. A run
+stopped at any point resumes (``resume=True``) from the last finished epoch and ends with bit-identical weights
+(on CPU; on GPU up to the determinism of its kernels).
+
+Three single points are where a distributed (``torchrun``/DDP) variant swaps in rank-aware versions (DESIGN 9):
+:func:`epoch_batches` (the data sampler), :func:`log_epoch` (logging) and :func:`write_checkpoint` (the writer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from spikeshield import checkpoint
+from spikeshield.config import TrainConfig, load_config
+from spikeshield.data import ImageDataset, batches, load_dataset, make_generator, num_batches
+from spikeshield.training.objectives import get_objective
+from spikeshield.training.state import join_tensors, split_tensors
+
+STATE_FORMAT = "spikeshield-train-state"
+STATE_DIR, MODEL_DIR, METRICS_FILE, CONFIG_COPY = "train_state", "model", "metrics.jsonl", "config.yaml"
+# Config keys that may differ between a run and its resumption (they do not change what is computed).
+RESUMABLE_CHANGES = {"device", "out_dir", "data.data_dir", "data.download", "data.eval_batch_size"}
+_TRAIN_SUBSET_STREAM, _EVAL_SUBSET_STREAM = 10, 11
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained model (eval mode), its run directory and per-epoch metrics."""
+
+    model: nn.Module
+    config: TrainConfig
+    out_dir: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    completed: bool = True
+
+    @property
+    def final(self) -> dict[str, Any]:
+        """Metrics of the last finished epoch (empty if none)."""
+        return self.history[-1] if self.history else {}
+
+    @property
+    def checkpoint(self) -> Path:
+        """The model checkpoint directory (load it with :func:`spikeshield.checkpoint.load`)."""
+        return self.out_dir / MODEL_DIR
+
+
+# --------------------------------------------------------------------------------------------- setup helpers
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA if available, else CPU; ``"cuda"`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was asked for but no CUDA GPU is available; use device: auto or cpu")
+    return torch.device(name)
+
+
+def derived_seed(seed: int, *parts: Any) -> int:
+    """A 63-bit seed derived from ``seed`` and ``parts`` (stable across processes and platforms)."""
+    text = ":".join(str(p) for p in ("spikeshield-train", seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & (2**63 - 1)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's (all devices) global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def random_subset(dataset: ImageDataset, n: int | None, seed: int, stream: int) -> ImageDataset:
+    """A seeded random subset of ``n`` samples (kept in dataset order), or the dataset itself if ``n`` is None."""
+    if n is None or n >= len(dataset):
+        return dataset
+    index = torch.randperm(len(dataset), generator=make_generator(seed, 0, stream))[:n].sort().values
+    return dataset.subset(index)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Build the configured optimiser over all trainable parameters (``initial_lr`` is recorded per group)."""
+    o = cfg.optim
+    params = [p for p in model.parameters() if p.requires_grad]
+    if o.name == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    elif o.name == "adamw":
+        opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+    for group in opt.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    return opt
+
+
+def lr_factor(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Learning-rate multiplier at optimiser step ``step`` of ``total_steps``: 1, or cosine from 1 towards 0."""
+    if cfg.optim.schedule == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * step / max(total_steps, 1)))
+
+
+def make_training_attack(model: nn.Module, cfg: TrainConfig):
+    """The attack that crafts the training examples, or None for clean training.
+
+    PGD without ``alpha`` uses ``2.5 * eps / steps`` (Madry et al.); RFGSM without ``alpha`` uses ``eps / 2``.
+    """
+    from spikeshield.attacks import FGSM, PGD, RFGSM
+
+    a = cfg.adversarial
+    if a.attack == "none":
+        return None
+    if a.attack == "fgsm":
+        return FGSM(model, a.eps)
+    if a.attack == "rfgsm":
+        return RFGSM(model, a.eps, alpha=a.alpha)
+    alpha = a.alpha if a.alpha is not None else 2.5 * a.eps / a.steps
+    return PGD(model, a.eps, alpha=alpha, steps=a.steps, random_start=a.random_start)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int, device: torch.device) -> float:
+    """Clean accuracy of ``model`` (put in eval mode) on ``dataset``."""
+    model.eval()
+    correct = 0
+    for x, y in batches(dataset, batch_size):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        correct += (model(x).argmax(1) == y).sum().item()
+    return correct / max(len(dataset), 1)
+
+
+# ------------------------------------------------------------------ the three swappable points (DESIGN 9)
+def epoch_batches(dataset: ImageDataset, cfg: TrainConfig, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The data sampler: this epoch's shuffled (and maybe augmented) training batches, fixed by ``(seed, epoch)``."""
+    return batches(dataset, cfg.data.batch_size, shuffle=True, augment=cfg.data.augment, seed=cfg.seed, epoch=epoch)
+
+
+def log_epoch(out_dir: Path, metrics: dict[str, Any], echo: bool = True) -> None:
+    """Append one epoch's metrics to ``out_dir/metrics.jsonl`` and print a one-line summary if ``echo``."""
+    with open(out_dir / METRICS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(metrics) + "\n")
+    if echo:
+        print(
+            f"epoch {metrics['epoch']}/{metrics['epochs']}  loss {metrics['train_loss']:.4f}  "
+            f"train_acc {100 * metrics['train_acc']:.2f}%  test_acc {100 * metrics['test_acc']:.2f}%  "
+            f"lr {metrics['lr']:.2e}  {metrics['epoch_time_s']:.1f}s  {metrics['images_per_s']:.0f} img/s",
+            flush=True,
+        )
+
+
+def write_checkpoint(
+    out_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    epoch: int,
+    step: int,
+    history: list[dict[str, Any]],
+) -> None:
+    """Write ``train_state/`` (the resume point: model, optimiser, progress) and then the ``model/`` checkpoint.
+
+    Both directories are replaced atomically, the resume point first: a run killed at any moment resumes from a
+    complete epoch. No pickle: tensors go to safetensors, everything else to JSON.
+    """
+    config = cfg.model_dump(mode="json")
+    metadata = {"epoch": epoch, "step": step, "metrics": history[-1] if history else {}, "train_config": config}
+    tree, tensors = split_tensors(optimizer.state_dict(), "optimizer")
+    state = {
+        "format": STATE_FORMAT,
+        "epoch": epoch,
+        "step": step,
+        "config": config,
+        "history": history,
+        "optimizer": tree,
+        "torch_version": torch.__version__,
+    }
+    with checkpoint.atomic_dir(out_dir / STATE_DIR) as tmp:
+        checkpoint.save(model, tmp / MODEL_DIR, metadata=metadata)
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        checkpoint.write_json(tmp / "state.json", state)
+    checkpoint.save(model, out_dir / MODEL_DIR, metadata=metadata)
+
+
+# ------------------------------------------------------------------------------------------- resume helpers
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k not in ("neuron_params", "encoder_params", "model_params"):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(set(a) | set(b))
+        if k not in RESUMABLE_CHANGES and a.get(k) != b.get(k)
+    ]
+
+
+def _read_state(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / STATE_DIR / "state.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"cannot resume: {out_dir / STATE_DIR} does not exist or is incomplete (no state.json); "
+            "start without --resume"
+        )
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not a spikeshield training state")
+    return state
+
+
+def _prepare_out_dir(out_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+    has_run = (out_dir / STATE_DIR).exists() or (out_dir / METRICS_FILE).exists()
+    if resume:
+        return
+    if has_run and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds a training run; resume it (spikeshield train --config FILE --resume, or "
+            "train(..., resume=True)), start over with overwrite=True, or set another out_dir"
+        )
+    for name in (STATE_DIR, MODEL_DIR):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+    (out_dir / METRICS_FILE).unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / CONFIG_COPY).write_text(
+        yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+    )
+
+
+def _rewrite_metrics(out_dir: Path, history: list[dict[str, Any]]) -> None:
+    """Make ``metrics.jsonl`` hold exactly ``history`` (drops lines of an epoch whose checkpoint never landed)."""
+    tmp = out_dir / f".{METRICS_FILE}.tmp"
+    tmp.write_text("".join(json.dumps(m) + "\n" for m in history), encoding="utf-8")
+    os.replace(tmp, out_dir / METRICS_FILE)
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+    stop_after_epochs: int | None = None,
+) -> TrainResult:
+    """Train the configured model; return a :class:`TrainResult` (model in eval mode, history of metrics).
+
+    Args:
+        config: the run's :class:`~spikeshield.config.TrainConfig` (``load_config`` reads one from YAML).
+        resume: continue the run in ``config.out_dir`` from its last finished epoch. The config must match the
+            stored one except for the keys in :data:`RESUMABLE_CHANGES`.
+        progress: show a progress bar and print a line per epoch.
+        overwrite: start over even if ``out_dir`` holds a run (its state, model and metrics are deleted).
+        stop_after_epochs: return after this many epochs of this call (checkpoint written), e.g. to split a run
+            into time slices; ``result.completed`` says whether all epochs are done.
+    """
+    cfg = config
+    out_dir = Path(cfg.out_dir)
+    _prepare_out_dir(out_dir, cfg, resume, overwrite)
+    if resume:  # fail fast, before any data is read
+        state = _read_state(out_dir)
+        changes = _config_changes(state["config"], cfg.model_dump(mode="json"))
+        if changes:
+            raise ValueError(
+                f"cannot resume {out_dir} with a different config; changed: {'; '.join(changes)}. Use the "
+                "original config, or start a new run (another out_dir, or overwrite)"
+            )
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+
+    train_set = load_dataset(cfg.model.dataset, "train", cfg.data.data_dir, cfg.data.download)
+    test_set = load_dataset(cfg.model.dataset, "test", cfg.data.data_dir, cfg.data.download)
+    train_set = random_subset(train_set, cfg.data.train_subset, cfg.seed, _TRAIN_SUBSET_STREAM)
+    test_set = random_subset(test_set, cfg.data.eval_subset, cfg.seed, _EVAL_SUBSET_STREAM)
+
+    epochs = cfg.optim.epochs
+    steps_per_epoch = num_batches(train_set, cfg.data.batch_size)
+    total_steps = epochs * steps_per_epoch
+    history: list[dict[str, Any]] = []
+    start_epoch, step = 0, 0
+
+    if resume:
+        model = checkpoint.load(out_dir / STATE_DIR / MODEL_DIR, device=device)
+        optimizer = make_optimizer(model, cfg)
+        tensors = load_file(str(out_dir / STATE_DIR / "optimizer.safetensors"))
+        optimizer.load_state_dict(join_tensors(state["optimizer"], tensors))
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        _rewrite_metrics(out_dir, history)
+        if start_epoch >= epochs:  # finished: make sure the exported model is the final one
+            checkpoint.save(model, out_dir / MODEL_DIR, metadata=checkpoint.read_config(
+                out_dir / STATE_DIR / MODEL_DIR)["metadata"])
+            return TrainResult(model.eval(), cfg, out_dir, history, True)
+        if progress:
+            print(f"resuming {out_dir} after epoch {start_epoch}/{epochs}", flush=True)
+    else:
+        from spikeshield.models import create_model
+
+        seed_everything(cfg.seed)  # the initial weights depend on the seed alone
+        model = create_model(**cfg.model.kwargs()).to(device)
+        optimizer = make_optimizer(model, cfg)
+
+    objective = get_objective(cfg.objective)
+    attack = make_training_attack(model, cfg)
+    ran = 0
+    for epoch in range(start_epoch, epochs):
+        torch.manual_seed(derived_seed(cfg.seed, "epoch", epoch))
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        lr_first = None
+        bar = tqdm(epoch_batches(train_set, cfg, epoch), total=steps_per_epoch, disable=not progress,
+                   desc=f"epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True)
+        for x, y in bar:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if attack is not None:
+                if cfg.adversarial.generate_in == "eval":
+                    model.eval()
+                x = attack(x, y)
+                model.train()
+            factor = lr_factor(cfg, step, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+            lr_first = optimizer.param_groups[0]["lr"] if lr_first is None else lr_first
+            optimizer.zero_grad(set_to_none=True)
+            loss, logits = objective(model, x, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step}: lower optim.lr "
+                    "or set optim.grad_clip"
+                )
+            loss.backward()
+            if cfg.optim.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            step += 1
+            n = y.shape[0]
+            loss_sum += loss.item() * n
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += n
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%", refresh=False)
+        bar.close()
+        train_time = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        test_acc = evaluate(model, test_set, cfg.data.eval_batch_size, device)
+        metrics = {
+            "epoch": epoch + 1,
+            "epochs": epochs,
+            "step": step,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_acc": correct / max(seen, 1),
+            "test_acc": test_acc,
+            "train_n": len(train_set),
+            "test_n": len(test_set),
+            "lr": lr_first if lr_first is not None else 0.0,
+            "epoch_time_s": train_time,
+            "eval_time_s": time.perf_counter() - t1,
+            "images_per_s": seen / max(train_time, 1e-9),
+        }
+        history.append(metrics)
+        write_checkpoint(out_dir, model, optimizer, cfg, epoch + 1, step, history)
+        log_epoch(out_dir, metrics, echo=progress)
+        ran += 1
+        if stop_after_epochs is not None and ran >= stop_after_epochs and epoch + 1 < epochs:
+            return TrainResult(model.eval(), cfg, out_dir, history, completed=False)
+    return TrainResult(model.eval(), cfg, out_dir, history, completed=True)
+
+
+def train_from_file(
+    path: str | os.PathLike,
+    resume: bool = False,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Read a YAML config (with dotted-key ``overrides`` such as ``{"optim.epochs": 1}``) and :func:`train` it."""
+    return train(load_config(path, overrides), resume=resume, progress=progress, overwrite=overwrite)

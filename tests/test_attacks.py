@@ -1,0 +1,294 @@
+"""Tests of spikeshield.attacks: the eps-ball contract, model untouched, real gradients, EOT, errors, registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from spikeshield.attacks import ATTACKS, BIM, FGSM, PGD, RFGSM, Attack, make_attack, parse_attack_list
+from spikeshield.data.info import DatasetInfo
+from spikeshield.models import create_model
+from spikeshield.neurons.gradients import gradient_mode
+
+EPS = 8 / 255
+
+
+class TinyNet(nn.Module):
+    """A linear classifier that looks like a spikeshield model (``info``, ``is_stochastic``).
+
+    ``noise > 0`` adds uniform noise to the input in every forward pass (a stochastic model).
+    """
+
+    def __init__(self, channels: int = 1, size: int = 4, classes: int = 3, noise: float = 0.0) -> None:
+        super().__init__()
+        self.info = DatasetInfo("tiny", channels, size, classes, (0.5,) * channels, (0.5,) * channels)
+        self.fc = nn.Linear(channels * size * size, classes)
+        self.noise = noise
+
+    @property
+    def is_stochastic(self) -> bool:
+        return self.noise > 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.noise:
+            x = x + self.noise * torch.rand_like(x)
+        return self.fc(torch.tanh(3 * x).flatten(1))
+
+
+def spiking_lenet(T: int = 2, **kw) -> nn.Module:
+    """A real LeNet SNN in eval mode whose weights are scaled up so that it spikes without training."""
+    torch.manual_seed(0)
+    model = create_model("lenet", dataset="fashion_mnist", T=T, **kw).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.mul_(5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def lenet() -> nn.Module:
+    return spiking_lenet()
+
+
+@pytest.fixture(scope="module")
+def batch(lenet) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and the model's own predictions as labels (clean accuracy 100%)."""
+    x = torch.rand(12, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return x, lenet(x).argmax(1)
+
+
+def small_attacks(model, eps=EPS, **kw) -> list[Attack]:
+    """One instance of every attack class, with few steps."""
+    return [FGSM(model, eps, **kw), RFGSM(model, eps, **kw), BIM(model, eps, steps=3, **kw),
+            PGD(model, eps, alpha=eps / 2, steps=3, **kw)]
+
+
+# ------------------------------------------------------------------------------------------ the eps-ball contract
+@settings(max_examples=40, deadline=None)
+@given(channels=st.integers(1, 3), size=st.integers(1, 5), classes=st.integers(2, 5), batch=st.integers(1, 4),
+       eps=st.floats(0, 1), steps=st.integers(1, 3), which=st.integers(0, 3), targeted=st.booleans(),
+       eot=st.integers(1, 3), noise=st.sampled_from([0.0, 0.1]), seed=st.integers(0, 2**16))
+def test_output_inside_ball_and_box(channels, size, classes, batch, eps, steps, which, targeted, eot, noise, seed):
+    g = torch.Generator().manual_seed(seed)
+    model = TinyNet(channels, size, classes, noise)
+    x = torch.rand(batch, channels, size, size, generator=g)
+    x[0, 0, 0, 0] = 1.0  # pixels on the box's edges
+    x[-1, -1, -1, -1] = 0.0
+    y = torch.randint(0, classes, (batch,), generator=g)
+    attack = [FGSM(model, eps, targeted=targeted, eot=eot),
+              RFGSM(model, eps, targeted=targeted, eot=eot),
+              BIM(model, eps, steps=steps, targeted=targeted, eot=eot),
+              PGD(model, eps, alpha=max(eps / 3, 1e-3), steps=steps, targeted=targeted, eot=eot)][which]
+    x_adv = attack(x, y)
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+    assert not x_adv.requires_grad and x_adv.grad_fn is None
+    assert (x_adv - x).abs().max().item() <= eps + 1e-6
+    assert x_adv.min().item() >= 0 and x_adv.max().item() <= 1
+    assert attack.forward_passes >= batch
+
+
+def test_lenet_attacks_stay_in_ball_and_leave_the_model_alone(lenet, batch):
+    x, y = batch
+    before = {k: v.clone() for k, v in lenet.state_dict().items()}
+    for attack in small_attacks(lenet):
+        x_adv = attack(x, y)
+        assert x_adv.shape == x.shape and not x_adv.requires_grad
+        assert (x_adv - x).abs().max().item() <= EPS + 1e-6, type(attack).__name__
+        assert 0 <= x_adv.min().item() and x_adv.max().item() <= 1
+        assert not lenet.training, f"{type(attack).__name__} switched the model to train mode"
+    assert all(torch.equal(before[k], v) for k, v in lenet.state_dict().items()), "parameters or buffers changed"
+    assert all(p.grad is None for p in lenet.parameters()), "an attack accumulated parameter gradients"
+
+
+def test_attack_keeps_train_mode(batch):
+    model = spiking_lenet().train()
+    PGD(model, EPS, steps=1)(*batch)
+    assert model.training
+
+
+def test_attack_under_no_grad_still_works(lenet, batch):
+    x, y = batch
+    with torch.no_grad():
+        x_adv = FGSM(lenet, EPS)(x, y)
+    assert (x_adv - x).abs().max().item() > EPS / 2
+
+
+# --------------------------------------------------------------------------------------------- real gradients
+def test_eval_mode_snn_has_nonzero_input_gradient(lenet, batch):
+    x, y = batch
+    grad = FGSM(lenet, EPS).input_gradient(x, y)
+    assert torch.isfinite(grad).all()
+    assert (grad.flatten(1).abs().sum(1) > 0).all(), "some samples got a zero input gradient"
+
+
+def test_untargeted_attacks_raise_loss_and_pgd_lowers_accuracy(lenet, batch):
+    x, y = batch
+    with torch.no_grad():
+        clean_loss = F.cross_entropy(lenet(x), y).item()
+    for attack in small_attacks(lenet):
+        with torch.no_grad():
+            out = lenet(attack(x, y))
+        assert F.cross_entropy(out, y).item() > clean_loss, type(attack).__name__
+    with torch.no_grad():
+        acc = (lenet(PGD(lenet, EPS, alpha=2 / 255, steps=5)(x, y)).argmax(1) == y).float().mean().item()
+    assert acc < 1.0, "PGD did not flip a single prediction of a model it has gradients for"
+
+
+def test_targeted_pgd_raises_target_probability(lenet, batch):
+    x, y = batch
+    target = (y + 1) % 10
+    with torch.no_grad():
+        before = lenet(x).softmax(1).gather(1, target[:, None]).mean().item()
+        x_adv = PGD(lenet, EPS, alpha=2 / 255, steps=5, targeted=True)(x, target)
+        after = lenet(x_adv).softmax(1).gather(1, target[:, None]).mean().item()
+    assert after > before
+
+
+def test_eot_gradient_is_mean_of_draws_on_a_stochastic_model():
+    model = TinyNet(1, 4, 3, noise=0.5)
+    x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 0, 1])
+    torch.manual_seed(7)
+    batched = FGSM(model, EPS, eot=4).input_gradient(x, y)
+    single = FGSM(model, EPS, eot=1)
+    torch.manual_seed(7)  # the same draws, one per pass: the batched pass repeats the batch draw-major
+    separate = torch.stack([single.input_gradient(x, y) for _ in range(4)]).mean(0)
+    assert torch.allclose(batched, separate, atol=1e-6)
+    torch.manual_seed(7)
+    one_draw = single.input_gradient(x, y)
+    assert not torch.allclose(batched, one_draw), "the noise should make draws differ"
+
+
+def test_eot_on_a_deterministic_snn_equals_the_single_draw_gradient(lenet, batch):
+    x, y = batch
+    one = FGSM(lenet, EPS).input_gradient(x[:4], y[:4])
+    attack = FGSM(lenet, EPS, eot=3)
+    three = attack.input_gradient(x[:4], y[:4])
+    assert torch.allclose(one, three, rtol=1e-4, atol=1e-7)
+    assert attack.forward_passes == 12
+    assert torch.equal(attack.logits(x[:4]), lenet(x[:4])) and attack.forward_passes == 16
+
+
+def test_surrogate_argument_changes_the_gradient_only_inside_the_attack(lenet, batch):
+    x, y = batch[0][:4], batch[1][:4]
+    own = FGSM(lenet, EPS).input_gradient(x, y)
+    triangle_attack = FGSM(lenet, EPS, surrogate="triangle")
+    with triangle_attack.gradient_context():
+        triangle = triangle_attack.input_gradient(x, y)
+    assert not torch.allclose(own, triangle)
+    triangle_attack(x, y)
+    assert torch.equal(FGSM(lenet, EPS).input_gradient(x, y), own), "the surrogate swap leaked out of the attack"
+    with gradient_mode("triangle"):  # an attack without surrogate= keeps an outer gradient mode
+        assert torch.allclose(FGSM(lenet, EPS).input_gradient(x, y), triangle)
+    assert triangle_attack.settings()["surrogate"]["name"] == "triangle"
+
+
+# --------------------------------------------------------------------------------------------- reproducibility
+def test_random_attacks_are_reproducible_under_manual_seed(lenet, batch):
+    x, y = batch
+    for attack in [RFGSM(lenet, EPS), PGD(lenet, EPS, steps=2, random_start=True)]:
+        torch.manual_seed(3)
+        a = attack(x, y)
+        torch.manual_seed(3)
+        b = attack(x, y)
+        assert torch.equal(a, b), type(attack).__name__
+
+
+def test_deterministic_attack_does_not_touch_the_global_rng(lenet, batch):
+    state = torch.get_rng_state()
+    FGSM(lenet, EPS)(*batch)
+    BIM(lenet, EPS, steps=1)(*batch)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+# -------------------------------------------------------------------------------------------------- bad inputs
+@pytest.mark.parametrize("eps", [-0.1, 2.0, float("nan"), "big"])
+def test_bad_eps_is_a_clear_error(lenet, eps):
+    for cls in [FGSM, RFGSM, BIM, PGD]:
+        with pytest.raises(ValueError, match="eps"):
+            cls(lenet, eps=eps)
+
+
+def test_bad_settings_are_clear_errors(lenet):
+    with pytest.raises(ValueError, match="eot"):
+        FGSM(lenet, EPS, eot=0)
+    with pytest.raises(ValueError, match="steps"):
+        PGD(lenet, EPS, steps=0)
+    with pytest.raises(ValueError, match="alpha"):
+        PGD(lenet, EPS, alpha=-1)
+    with pytest.raises(ValueError, match="alpha"):
+        RFGSM(lenet, EPS, alpha=2 * EPS)
+    with pytest.raises(ValueError, match="loss"):
+        FGSM(lenet, EPS, loss="nosuchloss")
+    with pytest.raises(ValueError, match="surrogate"):
+        FGSM(lenet, EPS, surrogate="nosuchsurrogate")
+
+
+def test_bad_images_and_labels_are_clear_errors(lenet, batch):
+    x, y = batch
+    attack = FGSM(lenet, EPS)
+    with pytest.raises(ValueError, match="shape"):
+        attack(x, y[:-1])
+    with pytest.raises(ValueError, match="shape"):
+        attack(x, y[:, None])
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        attack(x, torch.full_like(y, 10))
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        attack(x, torch.full_like(y, -1))
+    with pytest.raises(ValueError, match="integer"):
+        attack(x, y.float())
+    with pytest.raises(ValueError, match="channel"):
+        attack(torch.rand(2, 3, 28, 28), y[:2])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        attack(x * 3, y)
+    with pytest.raises(ValueError, match="NaN"):
+        attack(torch.full_like(x, float("nan")), y)
+
+
+# ------------------------------------------------------------------------------------------------------ registry
+def test_registry_names_and_settings(lenet):
+    assert set(ATTACKS) == {"fgsm", "rfgsm", "bim7", "pgd7", "pgd10", "pgd20", "pgd40"}
+    pgd7 = make_attack("pgd7", lenet, EPS)
+    assert isinstance(pgd7, PGD) and (pgd7.steps, pgd7.alpha, pgd7.random_start) == (7, 0.01, True)
+    assert make_attack("PGD-10", lenet, EPS).alpha == pytest.approx(1.6 / 255)
+    assert make_attack("pgd40", lenet, EPS).steps == 40
+    assert make_attack("bim7", lenet, EPS).alpha == pytest.approx(EPS / 7)
+    assert make_attack("rfgsm", lenet, EPS).alpha == pytest.approx(EPS / 2)
+    custom = make_attack("pgd7", lenet, EPS, steps=3, eot=2, surrogate="triangle")
+    assert (custom.steps, custom.eot, custom.name) == (3, 2, "pgd7")
+    assert make_attack("fgsm", lenet, EPS).name == "fgsm"
+
+
+def test_registry_errors_list_the_valid_names(lenet):
+    with pytest.raises(ValueError, match="unknown attack 'pgd8'.*pgd7"):
+        make_attack("pgd8", lenet, EPS)
+    with pytest.raises(ValueError, match="nosuchattack"):
+        parse_attack_list("fgsm,nosuchattack")
+    with pytest.raises(ValueError, match="bad settings"):
+        make_attack("fgsm", lenet, EPS, steps=3)
+    with pytest.raises(ValueError, match="no attack"):
+        parse_attack_list(" , ")
+
+
+def test_parse_attack_list():
+    assert parse_attack_list("fgsm, PGD7,pgd7,") == ["fgsm", "pgd7"]
+    assert parse_attack_list(["bim7", "rfgsm"]) == ["bim7", "rfgsm"]
+
+
+def test_poisson_snn_with_eot_gets_gradients_and_stays_in_ball():
+    model = spiking_lenet(encoder="poisson")
+    assert model.is_stochastic
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    y = torch.tensor([0, 1, 2, 3])
+    attack = PGD(model, EPS, alpha=2 / 255, steps=2, eot=3)
+    grad = attack.input_gradient(x, y)
+    assert torch.isfinite(grad).all() and (grad.flatten(1).abs().sum(1) > 0).all()
+    x_adv = attack(x, y)
+    assert (x_adv - x).abs().max().item() <= EPS + 1e-6 and 0 <= x_adv.min() and x_adv.max() <= 1
+    assert attack.forward_passes == 4 * 3 * 3

@@ -1,0 +1,178 @@
+"""Tests of spikeshield.evaluation and spikeshield.report: worst-case accounting, MRA, JSON, input forms, tables."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from spikeshield.attacks import FGSM, PGD
+from spikeshield.data.info import DatasetInfo
+from spikeshield.evaluation import DEFAULT_EOT, EvalResult, evaluate
+from spikeshield.models import create_model
+from spikeshield.report import markdown_table, print_table, write_report
+
+EPS = 8 / 255
+ATTACKS = ["fgsm", "rfgsm", "pgd7"]
+
+
+def spiking_lenet() -> nn.Module:
+    """A real LeNet SNN (T=2) in eval mode with weights scaled so that it spikes without training."""
+    torch.manual_seed(0)
+    model = create_model("lenet", dataset="fashion_mnist", T=2).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.mul_(5)
+    return model
+
+
+class NoisyNet(nn.Module):
+    """A tiny stochastic classifier that looks like a spikeshield model."""
+
+    info = DatasetInfo("tiny", 1, 4, 3, (0.5,), (0.5,))
+    is_stochastic = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc((x + 0.1 * torch.rand_like(x)).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def lenet() -> nn.Module:
+    return spiking_lenet()
+
+
+@pytest.fixture(scope="module")
+def data(lenet) -> tuple[torch.Tensor, torch.Tensor]:
+    """10 images; the first 7 labelled with the model's prediction, the last 3 with a wrong class."""
+    x = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = lenet(x).argmax(1)
+    y[7:] = (y[7:] + 1) % 10
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def result(lenet, data) -> EvalResult:
+    return evaluate(lenet, *data, attacks=ATTACKS, eps=EPS, batch_size=4, seed=0, progress=False)
+
+
+def test_worst_case_robust_clean_ordering_and_mra(result):
+    assert result.clean_acc == pytest.approx(0.7)
+    assert list(result.robust_acc) == ATTACKS
+    for name, acc in result.robust_acc.items():
+        assert result.worst_case_acc <= acc <= result.clean_acc, name
+        assert 0 <= result.adv_acc[name] <= 1
+    assert result.mra == min(result.robust_acc.values())
+    assert result.worst_case_acc <= result.mra
+    assert result.robust_acc["pgd7"] < result.clean_acc, "PGD flipped nothing on a model with real gradients"
+    assert result.n_examples == 10 and result.seeds == [0] and result.flags == []
+
+
+def test_per_sample_accounting(result):
+    per = {k: torch.tensor(v) for k, v in result.per_sample.items()}
+    worst = per["clean"].clone()
+    for name in ATTACKS:
+        assert result.robust_acc[name] == pytest.approx((per["clean"] & per[name]).float().mean().item())
+        worst &= per[name]
+    assert result.worst_case_acc == pytest.approx(worst.float().mean().item())
+
+
+def test_counts_times_and_provenance(result):
+    passes = result.number_forward_passes
+    assert passes["clean"] == 10 and passes["fgsm"] == 20 and passes["pgd7"] == 80
+    assert passes["total"] == sum(v for k, v in passes.items() if k != "total")
+    assert set(result.time_s) == {*ATTACKS, "total"} and all(t >= 0 for t in result.time_s.values())
+    assert result.attacks["pgd7"]["steps"] == 7 and result.attacks["pgd7"]["alpha"] == 0.01
+    assert result.model["name"] == "lenet" and result.dataset == "fashion_mnist" and result.eps == EPS
+    assert result.torch_version == torch.__version__ and result.device == "cpu" and result.date
+
+
+def test_json_round_trip(result, tmp_path):
+    path = result.save_json(tmp_path / "out" / "eval.json")
+    assert [p.name for p in path.parent.iterdir()] == ["eval.json"], "temporary file left behind"
+    raw = json.loads(path.read_text())
+    assert raw["schema"] == "spikeshield.eval/1" and "per_sample" not in raw
+    assert isinstance(raw["clean_acc"], float) and isinstance(raw["robust_acc"]["fgsm"], float)
+    assert isinstance(raw["n_examples"], int)
+    loaded = EvalResult.load_json(path)
+    assert loaded.to_dict() == result.to_dict()
+    full = EvalResult.load_json(result.save_json(tmp_path / "full.json", per_sample=True))
+    assert full.per_sample == result.per_sample
+    with pytest.raises(ValueError, match="unknown field"):
+        EvalResult.from_dict({**raw, "bogus": 1})
+
+
+def test_tensor_and_batch_iterable_inputs_agree(lenet, data, result):
+    x, y = data
+    loader = [(x[i:i + 3], y[i:i + 3]) for i in range(0, 10, 3)]
+    other = evaluate(lenet, loader, attacks=ATTACKS, eps=EPS, batch_size=4, seed=0, progress=False)
+    assert other.per_sample == result.per_sample
+    assert other.robust_acc == result.robust_acc and other.number_forward_passes == result.number_forward_passes
+
+
+def test_seed_makes_runs_reproducible_and_n_examples_limits(lenet, data):
+    runs = [evaluate(lenet, *data, attacks="rfgsm", batch_size=5, seed=3, progress=False, n_examples=6)
+            for _ in range(2)]
+    assert runs[0].per_sample == runs[1].per_sample
+    assert runs[0].n_examples == 6
+
+
+def test_attack_instances_and_clean_only(lenet, data):
+    x, y = data
+    res = evaluate(lenet, x, y, attacks=[FGSM(lenet, EPS), PGD(lenet, EPS, steps=1)], progress=False)
+    assert list(res.robust_acc) == ["fgsm", "pgd"]
+    clean_only = evaluate(lenet, x, y, attacks=[], progress=False)
+    assert clean_only.mra is None and clean_only.worst_case_acc == clean_only.clean_acc
+    markdown_table(clean_only)
+
+
+def test_warnings_for_train_mode_and_stochastic_models_without_eot():
+    x = torch.rand(4, 1, 4, 4)
+    y = torch.tensor([0, 1, 2, 0])
+    model = NoisyNet().train()
+    with pytest.warns(UserWarning, match="train mode"):
+        auto = evaluate(model, x, y, attacks="fgsm", progress=False)
+    assert auto.attacks["fgsm"]["eot"] == DEFAULT_EOT
+    model.eval()
+    with pytest.warns(UserWarning, match="EOT|Expectation over Transformation"):
+        evaluate(model, x, y, attacks="fgsm", eot=1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate(model, x, y, attacks="fgsm", eot=2, progress=False)
+
+
+def test_evaluate_errors(lenet, data):
+    x, y = data
+    with pytest.raises(ValueError, match="labels y are required"):
+        evaluate(lenet, x, attacks="fgsm", progress=False)
+    with pytest.raises(ValueError, match="eps"):
+        evaluate(lenet, x, y, attacks=[FGSM(lenet, 4 / 255)], eps=EPS, progress=False)
+    with pytest.raises(ValueError, match="eps"):
+        evaluate(lenet, x, y, eps=1.5, progress=False)
+    with pytest.raises(ValueError, match="unknown attack"):
+        evaluate(lenet, x, y, attacks="fgsm,pgd9", progress=False)
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        evaluate(lenet, x, y + 10, attacks=[], progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        evaluate(lenet, [], attacks="fgsm", progress=False)
+
+
+def test_tables_and_report(result, tmp_path, capsys):
+    table = markdown_table(result)
+    assert "| Clean | FGSM | RFGSM | PGD7 | Worst case | MRA |" in table
+    assert f"{100 * result.clean_acc:.2f}" in table and "8/255" in table
+    assert markdown_table([result, result]).count("lenet") == 2
+    print_table(result)
+    printed = capsys.readouterr().out
+    assert "Worst case" in printed and f"{100 * result.mra:.2f}" in printed
+    path = write_report(result, tmp_path / "report.md", command="spikeshield eval --checkpoint run --attacks fgsm")
+    text = path.read_text()
+    assert "spikeshield eval --checkpoint run" in text and "## Results" in text and "pgd7" in text

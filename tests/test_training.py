@@ -1,0 +1,118 @@
+"""The trainer on real FashionMNIST, kept tiny (T=2, a few hundred images): runs, logs, checkpoints, resumes."""
+
+import json
+
+import pytest
+import torch
+
+from spikeshield import checkpoint
+from spikeshield.config import parse_config
+from spikeshield.training import train
+from spikeshield.training import trainer as trainer_module
+from spikeshield.training.state import join_tensors, split_tensors
+
+
+def tiny(out_dir, **sections):
+    """A config that trains in seconds: LeNet T=2 without PSC filter, 192 training images, 2 epochs."""
+    data = {
+        "out_dir": str(out_dir),
+        "seed": 1,
+        "model": {"name": "lenet", "T": 2, "synapse": None},
+        "data": {"batch_size": 64, "train_subset": 192, "eval_subset": 128},
+        "optim": {"name": "adam", "lr": 2e-3, "epochs": 2, "grad_clip": 5.0},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return parse_config(data)
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """An uninterrupted adversarial (RFGSM: random start) run, the reference for the resume test."""
+    cfg = tiny(tmp_path_factory.mktemp("full") / "run", adversarial={"attack": "rfgsm", "eps": "4/255"})
+    return train(cfg, progress=False)
+
+
+def test_run_writes_metrics_and_checkpoints(full_run):
+    out = full_run.out_dir
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2] and lines == full_run.history
+    for key in ("train_loss", "train_acc", "test_acc", "lr", "epoch_time_s", "images_per_s"):
+        assert key in lines[-1]
+    assert lines[1]["lr"] < lines[0]["lr"]  # cosine schedule
+    assert (out / "config.yaml").is_file() and (out / "train_state" / "state.json").is_file()
+    model = checkpoint.load(full_run.checkpoint)
+    assert _same_weights(model, full_run.model)
+    meta = checkpoint.read_config(full_run.checkpoint)["metadata"]
+    assert meta["epoch"] == 2 and meta["train_config"]["adversarial"]["attack"] == "rfgsm"
+    assert not full_run.model.training
+
+
+def test_resume_is_bit_identical(full_run, tmp_path):
+    cfg = full_run.config.model_copy(update={"out_dir": str(tmp_path / "run")})
+    first = train(cfg, progress=False, stop_after_epochs=1)
+    assert not first.completed and len(first.history) == 1
+    with pytest.raises(FileExistsError, match="resume"):
+        train(cfg, progress=False)
+    changed = parse_config({**cfg.model_dump(mode="json"), "seed": 2})
+    with pytest.raises(ValueError, match="seed: 1 -> 2"):
+        train(changed, resume=True, progress=False)
+    resumed = train(cfg, resume=True, progress=False)
+    assert resumed.completed
+    assert _same_weights(resumed.model, full_run.model), "resumed run differs from the uninterrupted one"
+    drop = {"epoch_time_s", "eval_time_s", "images_per_s"}
+    strip = [{k: v for k, v in m.items() if k not in drop} for m in resumed.history]
+    assert strip == [{k: v for k, v in m.items() if k not in drop} for m in full_run.history]
+    again = train(cfg, resume=True, progress=False)  # nothing left to do
+    assert _same_weights(again.model, full_run.model)
+
+
+def test_resume_without_state(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        train(tiny(tmp_path / "none"), resume=True, progress=False)
+
+
+def test_clean_training_reduces_loss_and_fgsm_crafts_in_eval_mode(tmp_path, monkeypatch):
+    modes = []
+    real = trainer_module.make_training_attack
+
+    def spy(model, cfg):
+        attack = real(model, cfg)
+        if attack is None:
+            return None
+
+        def craft(x, y):
+            modes.append(model.training)
+            x_adv = attack(x, y)
+            assert (x_adv - x).abs().max() <= cfg.adversarial.eps + 1e-6
+            return x_adv
+
+        return craft
+
+    monkeypatch.setattr(trainer_module, "make_training_attack", spy)
+    cfg = tiny(tmp_path / "fgsm", adversarial={"attack": "fgsm", "eps": "2/255"}, optim={"epochs": 1})
+    result = train(cfg, progress=False)
+    assert modes == [False] * 3 and result.completed
+
+    clean = tiny(tmp_path / "clean", data={"train_subset": 256}, optim={"epochs": 3, "lr": 3e-3})
+    history = train(clean, progress=False).history
+    assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.1, history
+
+
+def test_state_split_is_exact():
+    model = torch.nn.Linear(3, 2)
+    for opt in (torch.optim.Adam(model.parameters()), torch.optim.SGD(model.parameters(), 0.1, momentum=0.9)):
+        model(torch.rand(4, 3)).sum().backward()
+        opt.step()
+        state = opt.state_dict()
+        tree, tensors = split_tensors(state, "optimizer")
+        back = join_tensors(json.loads(json.dumps(tree)), tensors)
+        assert back["param_groups"] == state["param_groups"]
+        assert back["state"].keys() == state["state"].keys()
+        for k, entry in state["state"].items():
+            assert all(torch.equal(entry[n], back["state"][k][n]) for n in entry)
