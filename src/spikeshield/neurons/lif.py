@@ -83,10 +83,10 @@ class _FusedLIF(torch.autograd.Function):
         ctx.p, ctx.surrogate, ctx.tau_s = p, surrogate, tau_s
         ctx.set_materialize_grads(False)
         if lif_kernels.supported(current):
-            out, membrane, fired = lif_kernels.forward(current, p.decay, p.input_scale, p.theta, tau_s)
-            ctx.save_for_backward(membrane, fired)
-            ctx.mark_non_differentiable(membrane, fired)
-            return out, membrane, fired
+            out, membrane = lif_kernels.forward(current, p.decay, p.input_scale, p.theta, tau_s)
+            ctx.save_for_backward(membrane)
+            ctx.mark_non_differentiable(membrane)
+            return out, membrane
         membrane = torch.empty_like(current)
         fired = torch.empty_like(current, dtype=torch.bool)
         out = torch.empty_like(current) if tau_s else None  # tau_s * PSC, scaled once at the end
@@ -105,20 +105,20 @@ class _FusedLIF(torch.autograd.Function):
                 else:
                     torch.add(fired[t], out[t - 1], alpha=1 - 1 / tau_s, out=out[t])
         ctx.save_for_backward(membrane, fired)
-        ctx.mark_non_differentiable(membrane, fired)
-        return (out.mul_(1 / tau_s) if out is not None else fired.to(current.dtype)), membrane, fired
+        ctx.mark_non_differentiable(membrane)
+        return (out.mul_(1 / tau_s) if out is not None else fired.to(current.dtype)), membrane
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor | None, _grad_membrane: None, _grad_fired: None):  # noqa: D102
+    def backward(ctx, grad_out: torch.Tensor | None, _grad_membrane: None):  # noqa: D102
         if grad_out is None:
             return None, None, None, None
-        membrane, fired = ctx.saved_tensors
+        membrane, *fired = ctx.saved_tensors
         p, surrogate, tau_s = ctx.p, ctx.surrogate, ctx.tau_s
-        if lif_kernels.supported(membrane):
+        if not fired:
             grad = lif_kernels.backward(grad_out, membrane, p.decay, p.input_scale, p.theta, p.detach_reset,
                                         tau_s, surrogate)
             return grad, None, None, None
-        T = grad_out.shape[0]
+        fired, T = fired[0], grad_out.shape[0]
         grad = torch.empty_like(grad_out)  # dL/du[t], scaled into dL/dI[t] at the end
         filtered = torch.empty_like(grad_out[0]) if tau_s else None  # tau_s * dL/ds[t] through the PSC filter
         zero = grad.new_zeros(())
@@ -165,9 +165,9 @@ class LIF(SpikingNeuron):
     def run(self, current: torch.Tensor, surrogate: Surrogate) -> tuple[torch.Tensor, torch.Tensor]:
         """All steps, and the synapse, in one fused autograd node (the fast default path)."""
         tau_s = self.synapse.tau_s if self.synapse is not None else None
-        out, membrane, fired = _FusedLIF.apply(current, self.p, surrogate, tau_s)
+        out, membrane = _FusedLIF.apply(current, self.p, surrogate, tau_s)
         if recording():
-            emit(self, "spikes", fired.to(current.dtype))
+            emit(self, "spikes", (membrane > self.p.theta).to(current.dtype))
             if self.synapse is not None:
                 emit(self.synapse, "psc", out)
         return out, membrane

@@ -19,11 +19,11 @@ def supported(current: torch.Tensor) -> bool:
 
 
 _BLOCK = 2048  # neurons per work item: state fits in L1, inner loops over neurons vectorise
-_CHUNK = 1 << 15  # neurons per backward chunk: T steps of surrogate slopes stay in cache
+_CHUNK = 1 << 17  # neurons per backward chunk: T steps of surrogate slopes stay in cache
 
 
 @njit(parallel=True, cache=True)
-def _forward(current, decay, scale, theta, syn_decay, syn_scale, one, zero, membrane, fired, out):
+def _forward(current, decay, scale, theta, syn_decay, syn_scale, one, zero, membrane, out):
     steps, n = current.shape
     for b in prange((n + _BLOCK - 1) // _BLOCK):
         lo = b * _BLOCK
@@ -38,7 +38,6 @@ def _forward(current, decay, scale, theta, syn_decay, syn_scale, one, zero, memb
                 u[j] = uj
                 keep[j] = one - sj
                 membrane[t, lo + j] = uj
-                fired[t, lo + j] = uj > theta
                 a[j] = sj + syn_decay * a[j]
                 out[t, lo + j] = a[j] * syn_scale if syn_scale > zero else sj
 
@@ -81,14 +80,13 @@ def _flat(x: torch.Tensor) -> np.ndarray:
 
 
 def forward(current: torch.Tensor, decay: float, scale: float, theta: float, tau_s: float | None):
-    """Returns ``(output, membrane, fired)``: output is the spikes, or ``tau_s``-filtered PSC if given."""
+    """Returns ``(output, pre-reset membrane)``: output is the spikes, or their PSC if ``tau_s`` is given."""
     membrane = torch.empty_like(current, memory_format=torch.contiguous_format)
-    fired = torch.empty(current.shape, dtype=torch.bool)
     out = torch.empty_like(membrane)
     syn_decay, syn_scale = (1 - 1 / tau_s, 1 / tau_s) if tau_s else (0.0, 0.0)
     c = _typed(current, decay, scale, theta, syn_decay, syn_scale, 1, 0)
-    _forward(_flat(current), *c, _flat(membrane), _flat(fired), _flat(out))
-    return out, membrane, fired
+    _forward(_flat(current), *c, _flat(membrane), _flat(out))
+    return out, membrane
 
 
 def backward(grad_out, membrane, decay, scale, theta, detach_reset, tau_s, surrogate) -> torch.Tensor:

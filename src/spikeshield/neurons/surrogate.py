@@ -37,7 +37,7 @@ class Sigmoid(Surrogate):
 
     def derivative(self, v: torch.Tensor) -> torch.Tensor:
         sig = torch.sigmoid(self.k * v)
-        return self.k * sig * (1 - sig)
+        return torch.addcmul(sig, sig, sig, value=-1).mul_(self.k)
 
 
 @dataclass(frozen=True)
