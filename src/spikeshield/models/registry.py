@@ -40,6 +40,20 @@ def _plain(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def init_weights(body: nn.Module) -> None:
+    """He-normal weights (fan-in, ReLU gain) and zero biases for every conv and linear layer.
+
+    PyTorch's default init (uniform, variance 1/(3 fan-in)) leaves a LIF LeNet almost silent at threshold 1 (about
+    0.1% of the third layer's neurons fire at T = 5, none at T = 2), so its output does not depend on the input and
+    short-T models never start learning; He init gives firing rates of 5-20%. The ANN twin gets the same init.
+    """
+    for module in body.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 def create_model(
     name: str,
     dataset: str = "fashion_mnist",
@@ -88,6 +102,7 @@ def create_model(
                          f"it takes {sorted(allowed) or 'none'}")
     parts = Parts(neuron=neuron, neuron_params=neuron_params, ann=ann, tau_s=synapse)
     body = builder(info, parts, **model_params)
+    init_weights(body)
     config = dict(name=name, dataset=info.name, neuron=neuron, encoder=encoder, T=T, ann=ann, synapse=synapse,
                   neuron_params=neuron_params, encoder_params=dict(encoder_params or {}), **model_params)
     return SpikingModel(body, info, make_encoder(encoder, **(encoder_params or {})), T, config)
