@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--runs", default="clean,fgsm")
     parser.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
+    parser.add_argument("--smoke", type=int, default=None, help="check the script: N train and N test images")
     parser.add_argument("--out", default="benchmarks/results/baseline")
     parser.add_argument("--work", default="runs/baseline", help="where training runs and checkpoints go")
     args = parser.parse_args()
@@ -41,12 +42,15 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     test = load_dataset("fashion_mnist", "test", data_dir=args.data_dir)
-    x, y = test.images.float().div(255), test.labels
+    x, y = test.images[: args.smoke].float().div(255), test.labels[: args.smoke]
     for name in args.runs.split(","):
         overrides = {"device": args.device, "out_dir": f"{args.work}/{name}", "data.data_dir": args.data_dir}
         if args.epochs:
             overrides["optim.epochs"] = args.epochs
+        if args.smoke:
+            overrides.update({"data.train_subset": args.smoke, "data.eval_subset": args.smoke})
         trained = train_from_file(RUNS[name], overrides=overrides, overwrite=True, progress=False)
+        print(f"{name}: trained {len(trained.history)} epochs, evaluating on {len(x)} test images", flush=True)
         model = trained.model.to(torch.device(args.device)).eval()
         result = evaluate(model, x, y, attacks="fgsm,pgd7", eps=8 / 255, batch_size=1000, seed=0, progress=False,
                           command=command)

@@ -382,7 +382,7 @@ def train(
         }
         history.append(metrics)
         write_checkpoint(out_dir, model, optimizer, cfg, epoch + 1, step, history)
-        log_epoch(out_dir, metrics, echo=progress)
+        log_epoch(out_dir, metrics)
         ran += 1
         if stop_after_epochs is not None and ran >= stop_after_epochs and epoch + 1 < epochs:
             return TrainResult(model.eval(), cfg, out_dir, history, completed=False)
