@@ -116,3 +116,11 @@ def test_state_split_is_exact():
         assert back["state"].keys() == state["state"].keys()
         for k, entry in state["state"].items():
             assert all(torch.equal(entry[n], back["state"][k][n]) for n in entry)
+
+
+def test_plot_history_writes_png(tmp_path):
+    from spikeshield.report import plot_history
+
+    history = [{"epoch": e, "train_loss": 2.0 / e, "train_acc": 0.3 * e, "test_acc": 0.25 * e} for e in (1, 2, 3)]
+    path = plot_history(history, tmp_path / "curves.png", title="t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000

@@ -242,17 +242,20 @@ def _summarise(model, named, eps, seed, flags, passes, seconds, total_s, device,
     worst = clean.clone()
     for flag in robust.values():
         worst &= flag
-    robust_acc = {name: flag.float().mean().item() for name, flag in robust.items()}
+    def share(flag: torch.Tensor) -> float:  # exact count / n in double precision, not a float32 mean
+        return int(flag.sum()) / flag.numel()
+
+    robust_acc = {name: share(flag) for name, flag in robust.items()}
     config = dict(getattr(model, "config", None) or {"name": type(model).__name__})
     info = getattr(model, "info", None)
     return EvalResult(
         model=config,
         dataset=str(config.get("dataset") or getattr(info, "name", "unknown")),
         eps=eps,
-        clean_acc=clean.float().mean().item(),
+        clean_acc=share(clean),
         robust_acc=robust_acc,
-        adv_acc={name: per[name].float().mean().item() for name in named},
-        worst_case_acc=worst.float().mean().item(),
+        adv_acc={name: share(per[name]) for name in named},
+        worst_case_acc=share(worst),
         mra=min(robust_acc.values()) if robust_acc else None,
         n_examples=int(clean.numel()),
         seeds=[int(seed)],

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from spikeshield import checkpoint
 from spikeshield.config import TrainConfig, load_config
 from spikeshield.data import ImageDataset, batches, load_dataset, make_generator, num_batches
+from spikeshield.report.plots import plot_history
 from spikeshield.training.objectives import get_objective
 from spikeshield.training.state import join_tensors, split_tensors
 
@@ -383,6 +384,7 @@ def train(
         history.append(metrics)
         write_checkpoint(out_dir, model, optimizer, cfg, epoch + 1, step, history)
         log_epoch(out_dir, metrics)
+        plot_history(history, out_dir / "training.png", title=cfg.name)
         ran += 1
         if stop_after_epochs is not None and ran >= stop_after_epochs and epoch + 1 < epochs:
             return TrainResult(model.eval(), cfg, out_dir, history, completed=False)
