@@ -5,62 +5,28 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TinyNet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 from spikeshield.attacks import ATTACKS, BIM, FGSM, PGD, RFGSM, Attack, make_attack, parse_attack_list
-from spikeshield.data.info import DatasetInfo
 from spikeshield.models import create_model
 from spikeshield.neurons.gradients import gradient_mode
 
 EPS = 8 / 255
 
 
-class TinyNet(nn.Module):
-    """A linear classifier that looks like a spikeshield model (``info``, ``is_stochastic``).
-
-    ``noise > 0`` adds uniform noise to the input in every forward pass (a stochastic model).
-    """
-
-    def __init__(self, channels: int = 1, size: int = 4, classes: int = 3, noise: float = 0.0) -> None:
-        super().__init__()
-        self.info = DatasetInfo("tiny", channels, size, classes, (0.5,) * channels, (0.5,) * channels)
-        self.fc = nn.Linear(channels * size * size, classes)
-        self.noise = noise
-
-    @property
-    def is_stochastic(self) -> bool:
-        return self.noise > 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.noise:
-            x = x + self.noise * torch.rand_like(x)
-        return self.fc(torch.tanh(3 * x).flatten(1))
-
-
-def spiking_lenet(T: int = 2, **kw) -> nn.Module:
-    """A real LeNet SNN in eval mode whose weights are scaled up so that it spikes without training."""
-    torch.manual_seed(0)
-    model = create_model("lenet", dataset="fashion_mnist", T=T, **kw).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.mul_(5)
-    return model
+@pytest.fixture(scope="module")
+def lenet(trained_lenet) -> nn.Module:
+    """A LeNet SNN trained briefly on real FashionMNIST (eval mode, about 70% clean accuracy on ``fmnist_eval``)."""
+    return trained_lenet
 
 
 @pytest.fixture(scope="module")
-def lenet() -> nn.Module:
-    return spiking_lenet()
-
-
-@pytest.fixture(scope="module")
-def batch(lenet) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and the model's own predictions as labels (clean accuracy 100%)."""
-    x = torch.rand(12, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        return x, lenet(x).argmax(1)
+def batch(fmnist_batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """16 real FashionMNIST test images and their true labels."""
+    return fmnist_batch
 
 
 def small_attacks(model, eps=EPS, **kw) -> list[Attack]:
@@ -107,7 +73,7 @@ def test_lenet_attacks_stay_in_ball_and_leave_the_model_alone(lenet, batch):
 
 
 def test_attack_keeps_train_mode(batch):
-    model = spiking_lenet().train()
+    model = create_model("lenet", dataset="fashion_mnist", T=2).train()  # untrained: He init, it spikes
     PGD(model, EPS, steps=1)(*batch)
     assert model.training
 
@@ -127,7 +93,7 @@ def test_eval_mode_snn_has_nonzero_input_gradient(lenet, batch):
     assert (grad.flatten(1).abs().sum(1) > 0).all(), "some samples got a zero input gradient"
 
 
-def test_untargeted_attacks_raise_loss_and_pgd_lowers_accuracy(lenet, batch):
+def test_untargeted_attacks_raise_loss(lenet, batch):
     x, y = batch
     with torch.no_grad():
         clean_loss = F.cross_entropy(lenet(x), y).item()
@@ -135,9 +101,23 @@ def test_untargeted_attacks_raise_loss_and_pgd_lowers_accuracy(lenet, batch):
         with torch.no_grad():
             out = lenet(attack(x, y))
         assert F.cross_entropy(out, y).item() > clean_loss, type(attack).__name__
+
+
+def test_attacks_lower_accuracy_on_real_images(lenet, fmnist_eval):
+    """The briefly trained SNN is far above chance on real images and PGD at 8/255 takes a real bite out of it.
+
+    (Measured: clean 46/64, FGSM 38/64, PGD-10 36-37/64 over random starts. At T = 2 the SNN loses far less than
+    a briefly trained ANN twin does, so a drop of 0.2 or more is not to be expected here.)
+    """
+    x, y = fmnist_eval
     with torch.no_grad():
-        acc = (lenet(PGD(lenet, EPS, alpha=2 / 255, steps=5)(x, y)).argmax(1) == y).float().mean().item()
-    assert acc < 1.0, "PGD did not flip a single prediction of a model it has gradients for"
+        clean = (lenet(x).argmax(1) == y).float().mean().item()
+        fgsm = (lenet(FGSM(lenet, EPS)(x, y)).argmax(1) == y).float().mean().item()
+        pgd = (lenet(PGD(lenet, EPS, alpha=2 / 255, steps=10)(x, y)).argmax(1) == y).float().mean().item()
+    assert clean >= 0.6, f"clean accuracy {clean:.3f}: the trained LeNet should be far above chance (0.1)"
+    assert fgsm < clean, "FGSM flipped no prediction of a model it has gradients for"
+    assert pgd <= clean - 0.1, f"PGD at 8/255 barely hurt: clean {clean:.3f}, PGD {pgd:.3f}"
+    assert pgd <= fgsm, f"PGD-10 ({pgd:.3f}) should do at least as well as FGSM ({fgsm:.3f})"
 
 
 def test_targeted_pgd_raises_target_probability(lenet, batch):
@@ -281,11 +261,10 @@ def test_parse_attack_list():
     assert parse_attack_list(["bim7", "rfgsm"]) == ["bim7", "rfgsm"]
 
 
-def test_poisson_snn_with_eot_gets_gradients_and_stays_in_ball():
-    model = spiking_lenet(encoder="poisson")
+def test_poisson_snn_with_eot_gets_gradients_and_stays_in_ball(batch):
+    model = create_model("lenet", dataset="fashion_mnist", T=2, encoder="poisson").eval()  # He init: it spikes
     assert model.is_stochastic
-    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(4))
-    y = torch.tensor([0, 1, 2, 3])
+    x, y = batch[0][:4], batch[1][:4]
     attack = PGD(model, EPS, alpha=2 / 255, steps=2, eot=3)
     grad = attack.input_gradient(x, y)
     assert torch.isfinite(grad).all() and (grad.flatten(1).abs().sum(1) > 0).all()
