@@ -19,7 +19,7 @@ def supported(current: torch.Tensor) -> bool:
 
 
 _BLOCK = 2048  # neurons per work item: state fits in L1, inner loops over neurons vectorise
-_CHUNK = 1 << 17  # neurons per backward chunk: T steps of surrogate slopes stay in cache
+_CHUNK = 1 << 15  # neurons per backward chunk: T steps of surrogate slopes stay in cache
 
 
 @njit(parallel=True, cache=True)
