@@ -8,9 +8,34 @@ path for GPU tensors and other dtypes. Tests check both against
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from numba import njit, prange
+from numba.np.ufunc import parallel as _numba_parallel
+
+
+def _start_quiet_thread_pool() -> None:
+    """Start numba's worker threads with a passive wait policy.
+
+    numba's OpenMP pool is a second runtime beside PyTorch's. With the default policy its idle workers spin for a
+    while after each kernel, taking the cores PyTorch's next operation needs; passive workers sleep at once. The
+    variable is read only when the pool starts (PyTorch's own pool started earlier and keeps its settings), and
+    the environment is restored right after.
+    """
+    saved = os.environ.get("OMP_WAIT_POLICY")
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        _numba_parallel._launch_threads()
+    finally:
+        if saved is None:
+            del os.environ["OMP_WAIT_POLICY"]
+        else:
+            os.environ["OMP_WAIT_POLICY"] = saved
+
+
+_start_quiet_thread_pool()
 
 
 def supported(current: torch.Tensor) -> bool:
