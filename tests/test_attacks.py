@@ -8,19 +8,12 @@ import torch.nn.functional as F
 from conftest import TinyNet
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
 
 from spikeshield.attacks import ATTACKS, BIM, FGSM, PGD, RFGSM, Attack, make_attack, parse_attack_list
 from spikeshield.models import create_model
 from spikeshield.neurons.gradients import gradient_mode
 
 EPS = 8 / 255
-
-
-@pytest.fixture(scope="module")
-def lenet(trained_lenet) -> nn.Module:
-    """A LeNet SNN trained briefly on real FashionMNIST (eval mode, about 70% clean accuracy on ``fmnist_eval``)."""
-    return trained_lenet
 
 
 @pytest.fixture(scope="module")
@@ -59,17 +52,18 @@ def test_output_inside_ball_and_box(channels, size, classes, batch, eps, steps, 
     assert attack.forward_passes >= batch
 
 
-def test_lenet_attacks_stay_in_ball_and_leave_the_model_alone(lenet, batch):
+def test_lenet_attacks_stay_in_ball_and_leave_the_model_alone(trained_lenet, batch):
     x, y = batch
-    before = {k: v.clone() for k, v in lenet.state_dict().items()}
-    for attack in small_attacks(lenet):
+    before = {k: v.clone() for k, v in trained_lenet.state_dict().items()}
+    for attack in small_attacks(trained_lenet):
         x_adv = attack(x, y)
         assert x_adv.shape == x.shape and not x_adv.requires_grad
         assert (x_adv - x).abs().max().item() <= EPS + 1e-6, type(attack).__name__
         assert 0 <= x_adv.min().item() and x_adv.max().item() <= 1
-        assert not lenet.training, f"{type(attack).__name__} switched the model to train mode"
-    assert all(torch.equal(before[k], v) for k, v in lenet.state_dict().items()), "parameters or buffers changed"
-    assert all(p.grad is None for p in lenet.parameters()), "an attack accumulated parameter gradients"
+        assert not trained_lenet.training, f"{type(attack).__name__} switched the model to train mode"
+    after = trained_lenet.state_dict()
+    assert all(torch.equal(before[k], v) for k, v in after.items()), "parameters or buffers changed"
+    assert all(p.grad is None for p in trained_lenet.parameters()), "an attack accumulated parameter gradients"
 
 
 def test_attack_keeps_train_mode(batch):
@@ -78,32 +72,32 @@ def test_attack_keeps_train_mode(batch):
     assert model.training
 
 
-def test_attack_under_no_grad_still_works(lenet, batch):
+def test_attack_under_no_grad_still_works(trained_lenet, batch):
     x, y = batch
     with torch.no_grad():
-        x_adv = FGSM(lenet, EPS)(x, y)
+        x_adv = FGSM(trained_lenet, EPS)(x, y)
     assert (x_adv - x).abs().max().item() > EPS / 2
 
 
 # --------------------------------------------------------------------------------------------- real gradients
-def test_eval_mode_snn_has_nonzero_input_gradient(lenet, batch):
+def test_eval_mode_snn_has_nonzero_input_gradient(trained_lenet, batch):
     x, y = batch
-    grad = FGSM(lenet, EPS).input_gradient(x, y)
+    grad = FGSM(trained_lenet, EPS).input_gradient(x, y)
     assert torch.isfinite(grad).all()
     assert (grad.flatten(1).abs().sum(1) > 0).all(), "some samples got a zero input gradient"
 
 
-def test_untargeted_attacks_raise_loss(lenet, batch):
+def test_untargeted_attacks_raise_loss(trained_lenet, batch):
     x, y = batch
     with torch.no_grad():
-        clean_loss = F.cross_entropy(lenet(x), y).item()
-    for attack in small_attacks(lenet):
+        clean_loss = F.cross_entropy(trained_lenet(x), y).item()
+    for attack in small_attacks(trained_lenet):
         with torch.no_grad():
-            out = lenet(attack(x, y))
+            out = trained_lenet(attack(x, y))
         assert F.cross_entropy(out, y).item() > clean_loss, type(attack).__name__
 
 
-def test_attacks_lower_accuracy_on_real_images(lenet, fmnist_eval):
+def test_attacks_lower_accuracy_on_real_images(trained_lenet, fmnist_eval):
     """The briefly trained SNN is far above chance on real images and PGD at 8/255 takes a real bite out of it.
 
     (Measured: clean 46/64, FGSM 38/64, PGD-10 36-37/64 over random starts. At T = 2 the SNN loses far less than
@@ -111,22 +105,23 @@ def test_attacks_lower_accuracy_on_real_images(lenet, fmnist_eval):
     """
     x, y = fmnist_eval
     with torch.no_grad():
-        clean = (lenet(x).argmax(1) == y).float().mean().item()
-        fgsm = (lenet(FGSM(lenet, EPS)(x, y)).argmax(1) == y).float().mean().item()
-        pgd = (lenet(PGD(lenet, EPS, alpha=2 / 255, steps=10)(x, y)).argmax(1) == y).float().mean().item()
+        clean = (trained_lenet(x).argmax(1) == y).float().mean().item()
+        fgsm = (trained_lenet(FGSM(trained_lenet, EPS)(x, y)).argmax(1) == y).float().mean().item()
+        x_pgd = PGD(trained_lenet, EPS, alpha=2 / 255, steps=10)(x, y)
+        pgd = (trained_lenet(x_pgd).argmax(1) == y).float().mean().item()
     assert clean >= 0.6, f"clean accuracy {clean:.3f}: the trained LeNet should be far above chance (0.1)"
     assert fgsm < clean, "FGSM flipped no prediction of a model it has gradients for"
     assert pgd <= clean - 0.1, f"PGD at 8/255 barely hurt: clean {clean:.3f}, PGD {pgd:.3f}"
     assert pgd <= fgsm, f"PGD-10 ({pgd:.3f}) should do at least as well as FGSM ({fgsm:.3f})"
 
 
-def test_targeted_pgd_raises_target_probability(lenet, batch):
+def test_targeted_pgd_raises_target_probability(trained_lenet, batch):
     x, y = batch
     target = (y + 1) % 10
     with torch.no_grad():
-        before = lenet(x).softmax(1).gather(1, target[:, None]).mean().item()
-        x_adv = PGD(lenet, EPS, alpha=2 / 255, steps=5, targeted=True)(x, target)
-        after = lenet(x_adv).softmax(1).gather(1, target[:, None]).mean().item()
+        before = trained_lenet(x).softmax(1).gather(1, target[:, None]).mean().item()
+        x_adv = PGD(trained_lenet, EPS, alpha=2 / 255, steps=5, targeted=True)(x, target)
+        after = trained_lenet(x_adv).softmax(1).gather(1, target[:, None]).mean().item()
     assert after > before
 
 
@@ -145,34 +140,35 @@ def test_eot_gradient_is_mean_of_draws_on_a_stochastic_model():
     assert not torch.allclose(batched, one_draw), "the noise should make draws differ"
 
 
-def test_eot_on_a_deterministic_snn_equals_the_single_draw_gradient(lenet, batch):
+def test_eot_on_a_deterministic_snn_equals_the_single_draw_gradient(trained_lenet, batch):
     x, y = batch
-    one = FGSM(lenet, EPS).input_gradient(x[:4], y[:4])
-    attack = FGSM(lenet, EPS, eot=3)
+    one = FGSM(trained_lenet, EPS).input_gradient(x[:4], y[:4])
+    attack = FGSM(trained_lenet, EPS, eot=3)
     three = attack.input_gradient(x[:4], y[:4])
     assert torch.allclose(one, three, rtol=1e-4, atol=1e-7)
     assert attack.forward_passes == 12
-    assert torch.equal(attack.logits(x[:4]), lenet(x[:4])) and attack.forward_passes == 16
+    assert torch.equal(attack.logits(x[:4]), trained_lenet(x[:4])) and attack.forward_passes == 16
 
 
-def test_surrogate_argument_changes_the_gradient_only_inside_the_attack(lenet, batch):
+def test_surrogate_argument_changes_the_gradient_only_inside_the_attack(trained_lenet, batch):
     x, y = batch[0][:4], batch[1][:4]
-    own = FGSM(lenet, EPS).input_gradient(x, y)
-    triangle_attack = FGSM(lenet, EPS, surrogate="triangle")
+    own = FGSM(trained_lenet, EPS).input_gradient(x, y)
+    triangle_attack = FGSM(trained_lenet, EPS, surrogate="triangle")
     with triangle_attack.gradient_context():
         triangle = triangle_attack.input_gradient(x, y)
     assert not torch.allclose(own, triangle)
     triangle_attack(x, y)
-    assert torch.equal(FGSM(lenet, EPS).input_gradient(x, y), own), "the surrogate swap leaked out of the attack"
+    after = FGSM(trained_lenet, EPS).input_gradient(x, y)
+    assert torch.equal(after, own), "the surrogate swap leaked out of the attack"
     with gradient_mode("triangle"):  # an attack without surrogate= keeps an outer gradient mode
-        assert torch.allclose(FGSM(lenet, EPS).input_gradient(x, y), triangle)
+        assert torch.allclose(FGSM(trained_lenet, EPS).input_gradient(x, y), triangle)
     assert triangle_attack.settings()["surrogate"]["name"] == "triangle"
 
 
 # --------------------------------------------------------------------------------------------- reproducibility
-def test_random_attacks_are_reproducible_under_manual_seed(lenet, batch):
+def test_random_attacks_are_reproducible_under_manual_seed(trained_lenet, batch):
     x, y = batch
-    for attack in [RFGSM(lenet, EPS), PGD(lenet, EPS, steps=2, random_start=True)]:
+    for attack in [RFGSM(trained_lenet, EPS), PGD(trained_lenet, EPS, steps=2, random_start=True)]:
         torch.manual_seed(3)
         a = attack(x, y)
         torch.manual_seed(3)
@@ -180,39 +176,39 @@ def test_random_attacks_are_reproducible_under_manual_seed(lenet, batch):
         assert torch.equal(a, b), type(attack).__name__
 
 
-def test_deterministic_attack_does_not_touch_the_global_rng(lenet, batch):
+def test_deterministic_attack_does_not_touch_the_global_rng(trained_lenet, batch):
     state = torch.get_rng_state()
-    FGSM(lenet, EPS)(*batch)
-    BIM(lenet, EPS, steps=1)(*batch)
+    FGSM(trained_lenet, EPS)(*batch)
+    BIM(trained_lenet, EPS, steps=1)(*batch)
     assert torch.equal(state, torch.get_rng_state())
 
 
 # -------------------------------------------------------------------------------------------------- bad inputs
 @pytest.mark.parametrize("eps", [-0.1, 2.0, float("nan"), "big"])
-def test_bad_eps_is_a_clear_error(lenet, eps):
+def test_bad_eps_is_a_clear_error(trained_lenet, eps):
     for cls in [FGSM, RFGSM, BIM, PGD]:
         with pytest.raises(ValueError, match="eps"):
-            cls(lenet, eps=eps)
+            cls(trained_lenet, eps=eps)
 
 
-def test_bad_settings_are_clear_errors(lenet):
+def test_bad_settings_are_clear_errors(trained_lenet):
     with pytest.raises(ValueError, match="eot"):
-        FGSM(lenet, EPS, eot=0)
+        FGSM(trained_lenet, EPS, eot=0)
     with pytest.raises(ValueError, match="steps"):
-        PGD(lenet, EPS, steps=0)
+        PGD(trained_lenet, EPS, steps=0)
     with pytest.raises(ValueError, match="alpha"):
-        PGD(lenet, EPS, alpha=-1)
+        PGD(trained_lenet, EPS, alpha=-1)
     with pytest.raises(ValueError, match="alpha"):
-        RFGSM(lenet, EPS, alpha=2 * EPS)
+        RFGSM(trained_lenet, EPS, alpha=2 * EPS)
     with pytest.raises(ValueError, match="loss"):
-        FGSM(lenet, EPS, loss="nosuchloss")
+        FGSM(trained_lenet, EPS, loss="nosuchloss")
     with pytest.raises(ValueError, match="surrogate"):
-        FGSM(lenet, EPS, surrogate="nosuchsurrogate")
+        FGSM(trained_lenet, EPS, surrogate="nosuchsurrogate")
 
 
-def test_bad_images_and_labels_are_clear_errors(lenet, batch):
+def test_bad_images_and_labels_are_clear_errors(trained_lenet, batch):
     x, y = batch
-    attack = FGSM(lenet, EPS)
+    attack = FGSM(trained_lenet, EPS)
     with pytest.raises(ValueError, match="shape"):
         attack(x, y[:-1])
     with pytest.raises(ValueError, match="shape"):
@@ -232,26 +228,26 @@ def test_bad_images_and_labels_are_clear_errors(lenet, batch):
 
 
 # ------------------------------------------------------------------------------------------------------ registry
-def test_registry_names_and_settings(lenet):
+def test_registry_names_and_settings(trained_lenet):
     assert set(ATTACKS) == {"fgsm", "rfgsm", "bim7", "pgd7", "pgd10", "pgd20", "pgd40"}
-    pgd7 = make_attack("pgd7", lenet, EPS)
+    pgd7 = make_attack("pgd7", trained_lenet, EPS)
     assert isinstance(pgd7, PGD) and (pgd7.steps, pgd7.alpha, pgd7.random_start) == (7, 0.01, True)
-    assert make_attack("PGD-10", lenet, EPS).alpha == pytest.approx(1.6 / 255)
-    assert make_attack("pgd40", lenet, EPS).steps == 40
-    assert make_attack("bim7", lenet, EPS).alpha == pytest.approx(EPS / 7)
-    assert make_attack("rfgsm", lenet, EPS).alpha == pytest.approx(EPS / 2)
-    custom = make_attack("pgd7", lenet, EPS, steps=3, eot=2, surrogate="triangle")
+    assert make_attack("PGD-10", trained_lenet, EPS).alpha == pytest.approx(1.6 / 255)
+    assert make_attack("pgd40", trained_lenet, EPS).steps == 40
+    assert make_attack("bim7", trained_lenet, EPS).alpha == pytest.approx(EPS / 7)
+    assert make_attack("rfgsm", trained_lenet, EPS).alpha == pytest.approx(EPS / 2)
+    custom = make_attack("pgd7", trained_lenet, EPS, steps=3, eot=2, surrogate="triangle")
     assert (custom.steps, custom.eot, custom.name) == (3, 2, "pgd7")
-    assert make_attack("fgsm", lenet, EPS).name == "fgsm"
+    assert make_attack("fgsm", trained_lenet, EPS).name == "fgsm"
 
 
-def test_registry_errors_list_the_valid_names(lenet):
+def test_registry_errors_list_the_valid_names(trained_lenet):
     with pytest.raises(ValueError, match="unknown attack 'pgd8'.*pgd7"):
-        make_attack("pgd8", lenet, EPS)
+        make_attack("pgd8", trained_lenet, EPS)
     with pytest.raises(ValueError, match="nosuchattack"):
         parse_attack_list("fgsm,nosuchattack")
     with pytest.raises(ValueError, match="bad settings"):
-        make_attack("fgsm", lenet, EPS, steps=3)
+        make_attack("fgsm", trained_lenet, EPS, steps=3)
     with pytest.raises(ValueError, match="no attack"):
         parse_attack_list(" , ")
 

@@ -8,7 +8,6 @@ import warnings
 import pytest
 import torch
 from conftest import TinyNet
-from torch import nn
 
 from spikeshield.attacks import FGSM, PGD
 from spikeshield.evaluation import DEFAULT_EOT, EvalResult, evaluate
@@ -20,26 +19,20 @@ BATCH = 24  # does not divide the number of images: the last batch is partial
 
 
 @pytest.fixture(scope="module")
-def lenet(trained_lenet) -> nn.Module:
-    """A LeNet SNN trained briefly on real FashionMNIST (eval mode)."""
-    return trained_lenet
-
-
-@pytest.fixture(scope="module")
 def data(fmnist_eval) -> tuple[torch.Tensor, torch.Tensor]:
     """64 real FashionMNIST test images and their true labels (the model gets about 30% of them wrong)."""
     return fmnist_eval
 
 
 @pytest.fixture(scope="module")
-def result(lenet, data) -> EvalResult:
-    return evaluate(lenet, *data, attacks=ATTACKS, eps=EPS, batch_size=BATCH, seed=0, progress=False)
+def result(trained_lenet, data) -> EvalResult:
+    return evaluate(trained_lenet, *data, attacks=ATTACKS, eps=EPS, batch_size=BATCH, seed=0, progress=False)
 
 
-def test_worst_case_robust_clean_ordering_and_mra(lenet, data, result):
+def test_worst_case_robust_clean_ordering_and_mra(trained_lenet, data, result):
     x, y = data
     with torch.no_grad():
-        correct = (lenet(x).argmax(1) == y).tolist()
+        correct = (trained_lenet(x).argmax(1) == y).tolist()
     assert result.per_sample["clean"] == correct
     assert result.clean_acc == pytest.approx(sum(correct) / len(correct))
     assert 0.6 <= result.clean_acc < 1, "the trained LeNet should be far above chance (0.1) and not perfect"
@@ -88,26 +81,27 @@ def test_json_round_trip(result, tmp_path):
         EvalResult.from_dict({**raw, "bogus": 1})
 
 
-def test_tensor_and_batch_iterable_inputs_agree(lenet, data, result):
+def test_tensor_and_batch_iterable_inputs_agree(trained_lenet, data, result):
     x, y = data
     loader = [(x[i:i + 5], y[i:i + 5]) for i in range(0, len(y), 5)]
-    other = evaluate(lenet, loader, attacks=ATTACKS, eps=EPS, batch_size=BATCH, seed=0, progress=False)
+    other = evaluate(trained_lenet, loader, attacks=ATTACKS, eps=EPS, batch_size=BATCH, seed=0, progress=False)
     assert other.per_sample == result.per_sample
     assert other.robust_acc == result.robust_acc and other.number_forward_passes == result.number_forward_passes
 
 
-def test_seed_makes_runs_reproducible_and_n_examples_limits(lenet, data):
-    runs = [evaluate(lenet, *data, attacks="rfgsm", batch_size=5, seed=3, progress=False, n_examples=6)
+def test_seed_makes_runs_reproducible_and_n_examples_limits(trained_lenet, data):
+    runs = [evaluate(trained_lenet, *data, attacks="rfgsm", batch_size=5, seed=3, progress=False, n_examples=6)
             for _ in range(2)]
     assert runs[0].per_sample == runs[1].per_sample
     assert runs[0].n_examples == 6
 
 
-def test_attack_instances_and_clean_only(lenet, data):
+def test_attack_instances_and_clean_only(trained_lenet, data):
     x, y = data
-    res = evaluate(lenet, x, y, attacks=[FGSM(lenet, EPS), PGD(lenet, EPS, steps=1)], progress=False)
+    attacks = [FGSM(trained_lenet, EPS), PGD(trained_lenet, EPS, steps=1)]
+    res = evaluate(trained_lenet, x, y, attacks=attacks, progress=False)
     assert list(res.robust_acc) == ["fgsm", "pgd"]
-    clean_only = evaluate(lenet, x, y, attacks=[], progress=False)
+    clean_only = evaluate(trained_lenet, x, y, attacks=[], progress=False)
     assert clean_only.mra is None and clean_only.worst_case_acc == clean_only.clean_acc
     markdown_table(clean_only)
 
@@ -127,20 +121,20 @@ def test_warnings_for_train_mode_and_stochastic_models_without_eot():
         evaluate(model, x, y, attacks="fgsm", eot=2, progress=False)
 
 
-def test_evaluate_errors(lenet, data):
+def test_evaluate_errors(trained_lenet, data):
     x, y = data
     with pytest.raises(ValueError, match="labels y are required"):
-        evaluate(lenet, x, attacks="fgsm", progress=False)
+        evaluate(trained_lenet, x, attacks="fgsm", progress=False)
     with pytest.raises(ValueError, match="eps"):
-        evaluate(lenet, x, y, attacks=[FGSM(lenet, 4 / 255)], eps=EPS, progress=False)
+        evaluate(trained_lenet, x, y, attacks=[FGSM(trained_lenet, 4 / 255)], eps=EPS, progress=False)
     with pytest.raises(ValueError, match="eps"):
-        evaluate(lenet, x, y, eps=1.5, progress=False)
+        evaluate(trained_lenet, x, y, eps=1.5, progress=False)
     with pytest.raises(ValueError, match="unknown attack"):
-        evaluate(lenet, x, y, attacks="fgsm,pgd9", progress=False)
+        evaluate(trained_lenet, x, y, attacks="fgsm,pgd9", progress=False)
     with pytest.raises(ValueError, match=r"\[0, 10\)"):
-        evaluate(lenet, x, y + 10, attacks=[], progress=False)
+        evaluate(trained_lenet, x, y + 10, attacks=[], progress=False)
     with pytest.raises(ValueError, match="empty"):
-        evaluate(lenet, [], attacks="fgsm", progress=False)
+        evaluate(trained_lenet, [], attacks="fgsm", progress=False)
 
 
 def test_tables_and_report(result, tmp_path, capsys):

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, TypeError) as e:
+    except (ValueError, FileNotFoundError, TypeError, FloatingPointError) as e:
         print(f"spikeshield {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from spikeshield.validation import parse_eps, unknown_name
 
@@ -51,31 +60,17 @@ class ModelSection(_Section):
     ann: bool = False
     model_params: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("name")
+    @field_validator("name", "neuron", "encoder")
     @classmethod
-    def _known_model(cls, v: str) -> str:
+    def _registered(cls, v: str, info: ValidationInfo) -> str:
+        from spikeshield.encoding import ENCODERS
         from spikeshield.models import MODELS
-
-        if v not in MODELS:
-            raise unknown_name("model", v, MODELS)
-        return v
-
-    @field_validator("neuron")
-    @classmethod
-    def _known_neuron(cls, v: str) -> str:
         from spikeshield.neurons import NEURONS
 
-        if v not in NEURONS:
-            raise unknown_name("neuron", v, NEURONS)
-        return v
-
-    @field_validator("encoder")
-    @classmethod
-    def _known_encoder(cls, v: str) -> str:
-        from spikeshield.encoding import ENCODERS
-
-        if v not in ENCODERS:
-            raise unknown_name("encoder", v, ENCODERS)
+        kind, registry = {"name": ("model", MODELS), "neuron": ("neuron", NEURONS),
+                          "encoder": ("encoder", ENCODERS)}[info.field_name]
+        if v not in registry:
+            raise unknown_name(kind, v, registry)
         return v
 
     @field_validator("dataset")
