@@ -40,7 +40,7 @@ def _eval(args: argparse.Namespace) -> None:
     data = load_dataset(model.info.name, args.split, data_dir=args.data_dir)
     n = min(args.n_examples or len(data), len(data))
     x, y = data.gather(slice(0, n)).float().div_(255), data.labels[:n]
-    command = "spikeshield " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "spikeshield " + " ".join(shlex.quote(a) for a in args.argv)
     result = evaluate(model, x, y, attacks=args.attacks, eps=eps, batch_size=args.batch_size, seed=args.seed,
                       progress=not args.no_progress, eot=args.eot, command=command)
     print_table(result)
@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``spikeshield`` console script; bad input ends with a one-line error and exit code 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, TypeError, FloatingPointError) as e:

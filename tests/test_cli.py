@@ -1,0 +1,67 @@
+"""The ``spikeshield`` command line: train, eval, list, and one-line errors with exit code 2."""
+
+import json
+
+import pytest
+import yaml
+
+from spikeshield.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny run trained through the CLI: LeNet T=2 on 256 real FashionMNIST images, one epoch."""
+    root = tmp_path_factory.mktemp("cli")
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "tiny", "out_dir": str(root / "run"), "device": "cpu",
+        "model": {"name": "lenet", "T": 2},
+        "data": {"batch_size": 64, "train_subset": 256, "eval_subset": 128},
+        "optim": {"epochs": 1},
+    }))
+    assert main(["train", "--config", str(config), "--no-progress"]) == 0
+    return root / "run"
+
+
+def test_train_writes_checkpoint_metrics_and_plot(trained_run):
+    assert (trained_run / "model" / "model.safetensors").exists()
+    assert (trained_run / "training.png").exists()
+    metrics = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1]
+
+
+def test_eval_writes_json_and_report(trained_run, capsys):
+    out = trained_run / "eval"
+    code = main(["eval", "--checkpoint", str(trained_run / "model"), "--attacks", "fgsm,pgd7", "--eps", "8/255",
+                 "--n-examples", "32", "--out", str(out), "--no-progress"])
+    assert code == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert result["n_examples"] == 32 and set(result["robust_acc"]) == {"fgsm", "pgd7"}
+    assert result["eps"] == pytest.approx(8 / 255)
+    assert result["worst_case_acc"] <= min(result["robust_acc"].values()) <= result["clean_acc"]
+    assert result["mra"] == min(result["robust_acc"].values())
+    assert "Worst case" in capsys.readouterr().out
+    assert "spikeshield eval" in (out / "eval.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["eval", "--checkpoint", "{run}/model", "--attacks", "fgsm,nosuch"], "unknown attack 'nosuch'"),
+        (["eval", "--checkpoint", "{run}/model", "--eps", "2"], "eps must lie in [0, 1]"),
+        (["eval", "--checkpoint", "{run}/nowhere"], "no checkpoint"),
+        (["train", "--config", "{run}/missing.yaml"], "not found"),
+        (["train", "--config", "{run}/missing.yaml", "--set", "optim.epochs"], "KEY=VALUE"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(trained_run, capsys, argv, words):
+    argv = [a.replace("{run}", str(trained_run)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_list_names_the_registries(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "lenet" in out and "pgd7" in out and "rsc2" in out and "fashion_mnist" in out
