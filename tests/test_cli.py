@@ -52,6 +52,7 @@ def test_eval_writes_json_and_report(trained_run, capsys):
         (["eval", "--checkpoint", "{run}/nowhere"], "no checkpoint"),
         (["train", "--config", "{run}/missing.yaml"], "not found"),
         (["train", "--config", "{run}/missing.yaml", "--set", "optim.epochs"], "KEY=VALUE"),
+        (["train", "--config", "{run}/../tiny.yaml"], "already holds a training run"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(trained_run, capsys, argv, words):

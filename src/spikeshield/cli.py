@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, TypeError, FloatingPointError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, TypeError, FloatingPointError) as e:
         print(f"spikeshield {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
