@@ -68,20 +68,23 @@ def test_psc_kernel_matches_recursion():
     assert torch.equal(psc_kernel(3, 2.0), torch.tensor([[0.5, 0, 0], [0.25, 0.5, 0], [0.125, 0.25, 0.5]]))
 
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 CASES = [dict(), dict(form="tau"), dict(detach_reset=True), dict(tau_m=math.inf), dict(tau_m=1.0),
          dict(surrogate="triangle"), dict(surrogate="arctan"), dict(surrogate="rectangle"), dict(theta=0.5)]
 
 
 @pytest.mark.parametrize("synapse", [None, 3.0])
 @pytest.mark.parametrize("params", CASES, ids=str)
-@pytest.mark.parametrize("kernel", ["compiled", "torch"])
+@pytest.mark.parametrize("kernel", ["compiled", "torch"] + [f"torch-{d}" for d in DEVICES if d != "cpu"])
 def test_fused_lif_equals_step_loop(params, synapse, kernel, monkeypatch):
-    """The fast fused path gives the same spikes and input gradients as the step function under autograd."""
+    """The fast fused path gives the same spikes and input gradients as the step function under autograd
+    (compiled CPU kernels, the PyTorch loop on CPU, and the PyTorch loop on CUDA when a GPU is present)."""
     if kernel == "torch":
         monkeypatch.setattr(lif_kernels, "supported", lambda *_: False)
+    device = kernel.removeprefix("torch-") if kernel.startswith("torch-") else "cpu"
     torch.manual_seed(0)
     lif = LIF(LIFParameters(**params), PSC(synapse) if synapse else None)
-    current = (torch.randn(6, 4, 3, 5) * 1.5).requires_grad_()
+    current = (torch.randn(6, 4, 3, 5, device=device) * 1.5).requires_grad_()
     out = lif(current)
     upstream = torch.randn_like(out)
     (grad_fused,) = torch.autograd.grad((out * upstream).sum(), current)
