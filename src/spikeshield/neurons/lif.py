@@ -73,76 +73,88 @@ def lif_step(
 class _FusedLIF(torch.autograd.Function):
     """All T steps of LIF (and its optional PSC filter) in one autograd node with a hand-written BPTT backward.
 
-    Same forward and gradients as looping :func:`lif_step` under autograd and filtering with :class:`PSC`, and much
-    faster: the forward writes the pre-reset membrane in place and keeps only it and the spike mask; the backward
-    is one reverse loop of a few fused element-wise passes per step on step-sized tensors.
+    Same forward and gradients as looping :func:`lif_step` under autograd and filtering with :class:`PSC`, several
+    times faster. CPU tensors run the compiled kernels of :mod:`spikeshield.neurons.lif_kernels`; other devices
+    and dtypes run :func:`_loop_forward` / :func:`_loop_backward`, a short PyTorch loop of in-place ops.
     """
 
     @staticmethod
     def forward(ctx, current: torch.Tensor, p: LIFParameters, surrogate: Surrogate, tau_s: float | None):  # noqa: D102
         ctx.p, ctx.surrogate, ctx.tau_s = p, surrogate, tau_s
+        ctx.compiled = lif_kernels.supported(current)
         ctx.set_materialize_grads(False)
-        if lif_kernels.supported(current):
+        if ctx.compiled:
             out, membrane = lif_kernels.forward(current, p.decay, p.input_scale, p.theta, tau_s)
             ctx.save_for_backward(membrane)
-            ctx.mark_non_differentiable(membrane)
-            return out, membrane
-        membrane = torch.empty_like(current)
-        fired = torch.empty_like(current, dtype=torch.bool)
-        out = torch.empty_like(current) if tau_s else None  # tau_s * PSC, scaled once at the end
-        zero = current.new_zeros(())
-        for t in range(current.shape[0]):
-            u = membrane[t]
-            if t == 0 or p.decay == 0:
-                torch.mul(current[t], p.input_scale, out=u)
-            else:
-                torch.where(fired[t - 1], zero, membrane[t - 1], out=u)
-                torch.add(current[t] if p.input_scale == 1 else current[t] * p.input_scale, u, alpha=p.decay, out=u)
-            torch.gt(u, p.theta, out=fired[t])
-            if out is not None:
-                if t == 0:
-                    out[0].copy_(fired[0])
-                else:
-                    torch.add(fired[t], out[t - 1], alpha=1 - 1 / tau_s, out=out[t])
-        ctx.save_for_backward(membrane, fired)
+        else:
+            out, membrane, fired = _loop_forward(current, p, tau_s)
+            ctx.save_for_backward(membrane, fired)
         ctx.mark_non_differentiable(membrane)
-        return (out.mul_(1 / tau_s) if out is not None else fired.to(current.dtype)), membrane
+        return out, membrane
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor | None, _grad_membrane: None):  # noqa: D102
         if grad_out is None:
             return None, None, None, None
-        membrane, *fired = ctx.saved_tensors
         p, surrogate, tau_s = ctx.p, ctx.surrogate, ctx.tau_s
-        if not fired:
-            grad = lif_kernels.backward(grad_out, membrane, p.decay, p.input_scale, p.theta, p.detach_reset,
-                                        tau_s, surrogate)
-            return grad, None, None, None
-        fired, T = fired[0], grad_out.shape[0]
-        grad = torch.empty_like(grad_out)  # dL/du[t], scaled into dL/dI[t] at the end
-        filtered = torch.empty_like(grad_out[0]) if tau_s else None  # tau_s * dL/ds[t] through the PSC filter
-        zero = grad.new_zeros(())
-        for t in range(T - 1, -1, -1):
-            grad_s = grad_out[t]
-            if filtered is not None:  # a[t] = sum_k<=t (1 - 1/tau_s)^(t-k) s[k] / tau_s
-                if t == T - 1:
-                    filtered.copy_(grad_s)
-                else:
-                    torch.add(grad_s, filtered, alpha=1 - 1 / tau_s, out=filtered)
-                grad_s = filtered * (1 / tau_s)
-            slope = surrogate.derivative(membrane[t] - p.theta)
-            if t == T - 1 or p.decay == 0:
-                torch.mul(grad_s, slope, out=grad[t])
-                continue
-            # u[t+1] = decay * u[t] * (1 - s[t]) + c I[t+1]
-            carried = grad[t + 1] * p.decay
-            if not p.detach_reset:
-                grad_s = torch.addcmul(grad_s, carried, membrane[t], value=-1)
-            torch.where(fired[t], zero, carried, out=carried)
-            torch.addcmul(carried, grad_s, slope, out=grad[t])
-        if p.input_scale != 1:
-            grad.mul_(p.input_scale)
+        if ctx.compiled:
+            (membrane,) = ctx.saved_tensors
+            grad = lif_kernels.backward(grad_out, membrane, p.decay, p.input_scale, p.theta, p.detach_reset, tau_s,
+                                        surrogate)
+        else:
+            grad = _loop_backward(grad_out, *ctx.saved_tensors, p, surrogate, tau_s)
         return grad, None, None, None
+
+
+def _loop_forward(current: torch.Tensor, p: LIFParameters, tau_s: float | None):
+    """``(output, pre-reset membrane, spike mask)``, all ``[T, ...]``, written in place step by step."""
+    membrane = torch.empty_like(current)
+    fired = torch.empty_like(current, dtype=torch.bool)
+    out = torch.empty_like(current) if tau_s else None  # tau_s * PSC, scaled once at the end
+    zero = current.new_zeros(())
+    for t in range(current.shape[0]):
+        u = membrane[t]
+        if t == 0 or p.decay == 0:
+            torch.mul(current[t], p.input_scale, out=u)
+        else:
+            torch.where(fired[t - 1], zero, membrane[t - 1], out=u)
+            torch.add(current[t] if p.input_scale == 1 else current[t] * p.input_scale, u, alpha=p.decay, out=u)
+        torch.gt(u, p.theta, out=fired[t])
+        if out is not None:
+            if t == 0:
+                out[0].copy_(fired[0])
+            else:
+                torch.add(fired[t], out[t - 1], alpha=1 - 1 / tau_s, out=out[t])
+    return (out.mul_(1 / tau_s) if out is not None else fired.to(current.dtype)), membrane, fired
+
+
+def _loop_backward(grad_out, membrane, fired, p: LIFParameters, surrogate: Surrogate, tau_s: float | None):
+    """Input-current gradient of :func:`_loop_forward`'s output: one reverse loop over time."""
+    T = grad_out.shape[0]
+    grad = torch.empty_like(grad_out)  # dL/du[t], scaled into dL/dI[t] at the end
+    filtered = torch.empty_like(grad_out[0]) if tau_s else None  # tau_s * dL/ds[t] through the PSC filter
+    zero = grad.new_zeros(())
+    for t in range(T - 1, -1, -1):
+        grad_s = grad_out[t]
+        if filtered is not None:  # a[t] = sum_k<=t (1 - 1/tau_s)^(t-k) s[k] / tau_s
+            if t == T - 1:
+                filtered.copy_(grad_s)
+            else:
+                torch.add(grad_s, filtered, alpha=1 - 1 / tau_s, out=filtered)
+            grad_s = filtered * (1 / tau_s)
+        slope = surrogate.derivative(membrane[t] - p.theta)
+        if t == T - 1 or p.decay == 0:
+            torch.mul(grad_s, slope, out=grad[t])
+            continue
+        # u[t+1] = decay * u[t] * (1 - s[t]) + c I[t+1]
+        carried = grad[t + 1] * p.decay
+        if not p.detach_reset:
+            grad_s = torch.addcmul(grad_s, carried, membrane[t], value=-1)
+        torch.where(fired[t], zero, carried, out=carried)
+        torch.addcmul(carried, grad_s, slope, out=grad[t])
+    if p.input_scale != 1:
+        grad.mul_(p.input_scale)
+    return grad
 
 
 class LIF(SpikingNeuron):
