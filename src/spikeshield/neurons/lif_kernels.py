@@ -1,9 +1,9 @@
 """Compiled CPU kernels for the fused LIF (+ PSC) forward and BPTT backward.
 
-One pass over memory per call: each neuron's T steps run in registers, neurons in parallel (numba ``prange``).
-They compute exactly what :class:`spikeshield.neurons.lif._FusedLIF`'s PyTorch loop computes, which remains the
-path for GPU tensors and other dtypes. Tests check both against
-:func:`spikeshield.neurons.lif.lif_step` under autograd.
+One pass over memory per call: each neuron's T steps run in registers, blocks of neurons in parallel (numba
+``prange``); the backward evaluates the surrogate's derivative with PyTorch on cache-sized chunks, so any surrogate
+works. They compute what :func:`spikeshield.neurons.lif._loop_forward` / ``_loop_backward`` compute (the path for
+GPU tensors and other dtypes); tests check both against :func:`spikeshield.neurons.lif.lif_step` under autograd.
 """
 
 from __future__ import annotations
