@@ -9,7 +9,20 @@ from conftest import TinyNet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spikeshield.attacks import ATTACKS, BIM, FGSM, PGD, RFGSM, Attack, make_attack, parse_attack_list
+from spikeshield.attacks import (
+    APGD,
+    APGDT,
+    ATTACKS,
+    BIM,
+    FGSM,
+    MIFGSM,
+    PGD,
+    RFGSM,
+    Attack,
+    GaussianNoise,
+    make_attack,
+    parse_attack_list,
+)
 from spikeshield.models import create_model
 from spikeshield.neurons.gradients import gradient_mode
 
@@ -29,9 +42,9 @@ def small_attacks(model, eps=EPS, **kw) -> list[Attack]:
 
 
 # ------------------------------------------------------------------------------------------ the eps-ball contract
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(channels=st.integers(1, 3), size=st.integers(1, 5), classes=st.integers(2, 5), batch=st.integers(1, 4),
-       eps=st.floats(0, 1), steps=st.integers(1, 3), which=st.integers(0, 3), targeted=st.booleans(),
+       eps=st.floats(0, 1), steps=st.integers(1, 3), which=st.integers(0, 8), targeted=st.booleans(),
        eot=st.integers(1, 3), noise=st.sampled_from([0.0, 0.1]), seed=st.integers(0, 2**16))
 def test_output_inside_ball_and_box(channels, size, classes, batch, eps, steps, which, targeted, eot, noise, seed):
     g = torch.Generator().manual_seed(seed)
@@ -40,16 +53,23 @@ def test_output_inside_ball_and_box(channels, size, classes, batch, eps, steps, 
     x[0, 0, 0, 0] = 1.0  # pixels on the box's edges
     x[-1, -1, -1, -1] = 0.0
     y = torch.randint(0, classes, (batch,), generator=g)
+    dlr = "dlr" if classes >= 3 else "ce"  # DLR needs 3 classes
     attack = [FGSM(model, eps, targeted=targeted, eot=eot),
               RFGSM(model, eps, targeted=targeted, eot=eot),
               BIM(model, eps, steps=steps, targeted=targeted, eot=eot),
-              PGD(model, eps, alpha=max(eps / 3, 1e-3), steps=steps, targeted=targeted, eot=eot)][which]
+              PGD(model, eps, alpha=max(eps / 3, 1e-3), steps=steps, targeted=targeted, eot=eot),
+              MIFGSM(model, eps, alpha=max(eps / 2, 1e-3), steps=steps, targeted=targeted, eot=eot),
+              APGD(model, eps, steps=steps, restarts=2, targeted=targeted, eot=eot),
+              APGD(model, eps, loss=dlr, steps=steps, targeted=targeted, eot=eot),
+              APGDT(model, eps, steps=steps, n_target_classes=2, eot=eot) if classes >= 3 else
+              APGD(model, eps, steps=steps, eot=eot),
+              GaussianNoise(model, eps, std=0.3)][which]
     x_adv = attack(x, y)
     assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
     assert not x_adv.requires_grad and x_adv.grad_fn is None
     assert (x_adv - x).abs().max().item() <= eps + 1e-6
     assert x_adv.min().item() >= 0 and x_adv.max().item() <= 1
-    assert attack.forward_passes >= batch
+    assert attack.forward_passes >= batch or isinstance(attack, GaussianNoise)
 
 
 def test_lenet_attacks_stay_in_ball_and_leave_the_model_alone(trained_lenet, batch):
@@ -229,7 +249,8 @@ def test_bad_images_and_labels_are_clear_errors(trained_lenet, batch):
 
 # ------------------------------------------------------------------------------------------------------ registry
 def test_registry_names_and_settings(trained_lenet):
-    assert set(ATTACKS) == {"fgsm", "rfgsm", "bim7", "pgd7", "pgd10", "pgd20", "pgd40"}
+    assert set(ATTACKS) == {"fgsm", "rfgsm", "bim7", "pgd7", "pgd10", "pgd20", "pgd40", "mifgsm", "apgd-ce",
+                            "apgd-dlr", "apgd-t", "gaussian"}
     pgd7 = make_attack("pgd7", trained_lenet, EPS)
     assert isinstance(pgd7, PGD) and (pgd7.steps, pgd7.alpha, pgd7.random_start) == (7, 0.01, True)
     assert make_attack("PGD-10", trained_lenet, EPS).alpha == pytest.approx(1.6 / 255)

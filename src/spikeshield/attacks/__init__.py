@@ -5,12 +5,15 @@
 >>> atk = make_attack("pgd7", model, eps=8/255)                            # doctest: +SKIP
 """
 
+from spikeshield.attacks.apgd import APGD, APGDT
 from spikeshield.attacks.base import LOSSES, Attack
 from spikeshield.attacks.bim import BIM
 from spikeshield.attacks.fgsm import FGSM
+from spikeshield.attacks.mifgsm import MIFGSM
+from spikeshield.attacks.noise import GaussianNoise
 from spikeshield.attacks.pgd import PGD
 from spikeshield.attacks.registry import ATTACKS, AttackSpec, make_attack, parse_attack_list
 from spikeshield.attacks.rfgsm import RFGSM
 
-__all__ = ["ATTACKS", "BIM", "FGSM", "LOSSES", "PGD", "RFGSM", "Attack", "AttackSpec", "make_attack",
-           "parse_attack_list"]
+__all__ = ["APGD", "APGDT", "ATTACKS", "BIM", "FGSM", "LOSSES", "MIFGSM", "PGD", "RFGSM", "Attack", "AttackSpec",
+           "GaussianNoise", "make_attack", "parse_attack_list"]

@@ -28,8 +28,23 @@ def _cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, y, reduction="none")
 
 
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample Difference of Logits Ratio ``[B]`` (Croce & Hein, ICML 2020, eq. 5), to be ascended.
+
+    ``DLR = -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)`` with ``z_pi1 >= z_pi2 >= ...`` the sorted logits. It is
+    invariant to shifts and rescalings of the logits. Needs at least 3 classes.
+    """
+    if logits.shape[-1] < 3:
+        raise ValueError(f"the DLR loss needs at least 3 classes; the model has {logits.shape[-1]}: use loss='ce'")
+    z_sorted = logits.sort(dim=1).values
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    y_is_top = logits.argmax(1) == y
+    z_other = torch.where(y_is_top, z_sorted[:, -2], z_sorted[:, -1])
+    return -(z_y - z_other) / (z_sorted[:, -1] - z_sorted[:, -3] + 1e-12)
+
+
 #: Per-sample attack losses ``loss(logits [B, classes], y [B]) -> [B]``; the attack ascends their sum.
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"ce": _cross_entropy}
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"ce": _cross_entropy, "dlr": dlr_loss}
 
 
 def _check_positive_int(value: Any, name: str) -> int:
@@ -78,7 +93,8 @@ class Attack:
         surrogate: backward pass used for the attacker's gradients (DESIGN 6): None keeps each neuron's own
             surrogate; a name (``"triangle"``), a ``{"name": ..., param: ...}`` dict or a surrogate instance
             replaces it inside the attack only (see :func:`spikeshield.neurons.gradients.gradient_mode`).
-        loss: ``"ce"`` (cross-entropy) or a callable ``loss(logits, y) -> [B]`` per-sample loss.
+        loss: ``"ce"`` (cross-entropy), ``"dlr"`` (difference of logits ratio, >= 3 classes) or a callable
+            ``loss(logits, y) -> [B]`` per-sample loss.
 
     Attributes:
         forward_passes: images sent through the model by this attack so far (EOT draws count separately).
@@ -170,12 +186,35 @@ class Attack:
         With ``eot = m`` the batch is repeated ``m`` times along the batch dimension and sent through the model in
         one pass; the per-draw gradients ``[m, B, ...]`` are averaged. Parameters get no ``.grad``.
         """
+        return self.objective_and_gradient(x_adv, y)[2]
+
+    def objective_and_gradient(
+        self,
+        x_adv: torch.Tensor,
+        y: torch.Tensor,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-sample objective, logits and input gradient at ``x_adv`` from one EOT-batched pass.
+
+        Args:
+            x_adv: images ``[B, ...]``.
+            y: labels ``[B]`` (targets if ``targeted``).
+            loss_fn: per-sample loss ``(logits [m*B, classes], y [m*B]) -> [m*B]``; default the attack's loss.
+
+        Returns ``(objective [B], logits [B, classes], grad [B, ...])``, each the mean over the ``eot`` draws and
+        detached. ``objective`` is what the attack ascends: the loss, or minus it for a targeted attack;
+        ``grad`` is its input gradient (the same as :meth:`input_gradient` for the default loss).
+        """
         m, batch = self.eot, x_adv.shape[0]
+        loss_fn = self.loss_fn if loss_fn is None else loss_fn
         x_rep = x_adv.detach().repeat(m, *([1] * (x_adv.dim() - 1))).requires_grad_(True)
-        objective = self.loss(self.model(x_rep), y.repeat(m))
+        logits = self.model(x_rep)
+        per_sample = loss_fn(logits, y.repeat(m))
+        per_sample = -per_sample if self.targeted else per_sample
         self.forward_passes += x_rep.shape[0]
-        (grad,) = torch.autograd.grad(objective, x_rep)
-        return grad.view(m, batch, *x_adv.shape[1:]).mean(0)
+        (grad,) = torch.autograd.grad(per_sample.sum(), x_rep)
+        return (per_sample.detach().view(m, batch).mean(0), logits.detach().view(m, batch, -1).mean(0),
+                grad.view(m, batch, *x_adv.shape[1:]).mean(0))
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Project ``x_adv`` into the L-inf eps-ball around ``x`` and into ``[0, 1]``."""

@@ -10,7 +10,15 @@ pgd7       PGD     7             0.01          Ding et al. 2022 / HoSNN; random 
 pgd20      PGD     20            0.01          HoSNN; random start
 pgd40      PGD     40            0.01          HoSNN; random start
 pgd10      PGD     10            1.6/255       RandHet-SNN (alpha = 16/(255 k)); random start
+mifgsm     MIFGSM  5             2/255         Dong et al. 2018; decay 1.0 (RandHet code, torchattacks)
+apgd-ce    APGD    100           2 eps, auto   Croce & Hein 2020; CE loss, 1 restart
+apgd-dlr   APGD    100           2 eps, auto   Croce & Hein 2020; DLR loss, 1 restart
+apgd-t     APGDT   100 x 9       2 eps, auto   Croce & Hein 2020; targeted DLR, top-9 other classes
+gaussian   Gauss.  0             -             purification paper's "level 20" noise: std 20/255
 =========  ======  ============  ============  =======================================================
+
+Names are matched ignoring case, surrounding spaces, ``-`` and ``_`` (``APGD_CE``, ``pgd-7``); the registered
+spelling is the attack's ``name``.
 """
 
 from __future__ import annotations
@@ -21,9 +29,12 @@ from typing import Any
 
 from torch import nn
 
+from spikeshield.attacks.apgd import APGD, APGDT
 from spikeshield.attacks.base import Attack
 from spikeshield.attacks.bim import BIM
 from spikeshield.attacks.fgsm import FGSM
+from spikeshield.attacks.mifgsm import MIFGSM
+from spikeshield.attacks.noise import GaussianNoise
 from spikeshield.attacks.pgd import PGD
 from spikeshield.attacks.rfgsm import RFGSM
 from spikeshield.validation import unknown_name
@@ -46,14 +57,24 @@ ATTACKS: dict[str, AttackSpec] = {
     "pgd20": AttackSpec(PGD, {"steps": 20, "alpha": 0.01, "random_start": True}, "HoSNN"),
     "pgd40": AttackSpec(PGD, {"steps": 40, "alpha": 0.01, "random_start": True}, "HoSNN"),
     "pgd10": AttackSpec(PGD, {"steps": 10, "alpha": 1.6 / 255, "random_start": True}, "RandHet-SNN (16/(255 k))"),
+    "mifgsm": AttackSpec(MIFGSM, {"steps": 5, "alpha": 2 / 255, "decay": 1.0},
+                         "Dong et al., CVPR 2018; settings of the RandHet-SNN code (its paper: decay 0.1)"),
+    "apgd-ce": AttackSpec(APGD, {"loss": "ce", "steps": 100, "restarts": 1}, "Croce & Hein, ICML 2020"),
+    "apgd-dlr": AttackSpec(APGD, {"loss": "dlr", "steps": 100, "restarts": 1}, "Croce & Hein, ICML 2020"),
+    "apgd-t": AttackSpec(APGDT, {"steps": 100, "restarts": 1, "n_target_classes": 9}, "Croce & Hein, ICML 2020"),
+    "gaussian": AttackSpec(GaussianNoise, {"std": 20 / 255},
+                           "image-purification SNN paper, noise 'level 20' read as std 20/255"),
 }
 
+#: normalised spelling -> registered name
+_BY_KEY = {name.replace("-", "").replace("_", ""): name for name in ATTACKS}
 
-def _key(name: str) -> str:
-    """Normalise an attack name (case, surrounding spaces, ``-``/``_``)."""
+
+def _key(name: str) -> str | None:
+    """The registered name that ``name`` spells (ignoring case, surrounding spaces, ``-``/``_``), or None."""
     if not isinstance(name, str):
         raise TypeError(f"attack names are strings; got {type(name).__name__}")
-    return name.strip().lower().replace("-", "").replace("_", "")
+    return _BY_KEY.get(name.strip().lower().replace("-", "").replace("_", ""))
 
 
 def make_attack(name: str, model: nn.Module, eps: float, **overrides: Any) -> Attack:
@@ -65,7 +86,7 @@ def make_attack(name: str, model: nn.Module, eps: float, **overrides: Any) -> At
     >>> atk = make_attack("pgd7", model, eps=8/255, eot=10)   # doctest: +SKIP
     """
     key = _key(name)
-    if key not in ATTACKS:
+    if key is None:
         raise unknown_name("attack", name, ATTACKS)
     spec = ATTACKS[key]
     try:
@@ -87,7 +108,7 @@ def parse_attack_list(names: str | Iterable[str]) -> list[str]:
         if isinstance(item, str) and not item.strip():
             continue
         key = _key(item)
-        if key not in ATTACKS:
+        if key is None:
             raise unknown_name("attack", item.strip(), ATTACKS)
         if key not in out:
             out.append(key)

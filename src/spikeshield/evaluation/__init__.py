@@ -1,9 +1,14 @@
-"""Evaluation: robust accuracy with per-sample worst case and MRA, and the result record.
+"""Evaluation: robust accuracy with per-sample worst case and MRA, eps sweeps, QTE, and the result records.
 
 >>> result = evaluate(model, x, y, attacks="fgsm,pgd7", eps=8/255)   # doctest: +SKIP
+>>> p_qte = qte_from_result(result, "pgd7")                          # doctest: +SKIP
+>>> sweep = eps_sweep(model, x, y, eps_list=(0, 4/255, 8/255))       # doctest: +SKIP
 """
 
+from spikeshield.evaluation.metrics import qte, qte_from_result
 from spikeshield.evaluation.result import SCHEMA, EvalResult
 from spikeshield.evaluation.robustness import DEFAULT_EOT, evaluate
+from spikeshield.evaluation.sweep import SWEEP_SCHEMA, SweepResult, eps_sweep
 
-__all__ = ["DEFAULT_EOT", "SCHEMA", "EvalResult", "evaluate"]
+__all__ = ["DEFAULT_EOT", "SCHEMA", "SWEEP_SCHEMA", "EvalResult", "SweepResult", "eps_sweep", "evaluate", "qte",
+           "qte_from_result"]

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,15 +62,7 @@ class EvalResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalResult:
         """Rebuild a result from :meth:`to_dict` output (unknown keys are an error, a missing schema is not)."""
-        data = dict(data)
-        schema = data.pop("schema", SCHEMA)
-        if schema != SCHEMA:
-            raise ValueError(f"unsupported result schema {schema!r}; this version reads {SCHEMA!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"not a spikeshield evaluation result: unknown field(s) {sorted(unknown)}")
-        return cls(**data)
+        return cls(**record_fields(data, cls, SCHEMA, "evaluation result"))
 
     def save_json(self, path: str | os.PathLike, per_sample: bool = False) -> Path:
         """Write the result as JSON atomically (temporary file + ``os.replace``); return the path."""
@@ -84,6 +77,19 @@ class EvalResult:
         """Read a result written by :meth:`save_json`."""
         with open(path, encoding="utf-8") as f:
             return cls.from_dict(json.load(f))
+
+
+def record_fields(data: Mapping[str, Any], cls: type, schema: str, what: str) -> dict[str, Any]:
+    """The fields of a result record read back from JSON: checks its ``schema`` (a missing one is accepted) and
+    refuses keys that are not fields of the dataclass ``cls``."""
+    data = dict(data)
+    found = data.pop("schema", schema)
+    if found != schema:
+        raise ValueError(f"unsupported {what} schema {found!r}; this version reads {schema!r}")
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"not a spikeshield {what}: unknown field(s) {sorted(unknown)}")
+    return data
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
