@@ -1,14 +1,16 @@
-"""Evaluation: robust accuracy with per-sample worst case and MRA, eps sweeps, QTE, and the result records.
+"""Evaluation: robust accuracy with per-sample worst case and MRA, eps sweeps, QTE, AGCS, layer-wise errors, records.
 
 >>> result = evaluate(model, x, y, attacks="fgsm,pgd7", eps=8/255)   # doctest: +SKIP
 >>> p_qte = qte_from_result(result, "pgd7")                          # doctest: +SKIP
 >>> sweep = eps_sweep(model, x, y, eps_list=(0, 4/255, 8/255))       # doctest: +SKIP
+>>> agcs(model, x, y).mean                                           # doctest: +SKIP
+>>> errors = layer_errors(model, x, x_adv, trace="psc")              # doctest: +SKIP
 """
 
-from spikeshield.evaluation.metrics import qte, qte_from_result
+from spikeshield.evaluation.metrics import AGCSResult, agcs, layer_errors, perturbation_cosine, qte, qte_from_result
 from spikeshield.evaluation.result import SCHEMA, EvalResult
 from spikeshield.evaluation.robustness import DEFAULT_EOT, evaluate
 from spikeshield.evaluation.sweep import SWEEP_SCHEMA, SweepResult, eps_sweep
 
-__all__ = ["DEFAULT_EOT", "SCHEMA", "SWEEP_SCHEMA", "EvalResult", "SweepResult", "eps_sweep", "evaluate", "qte",
-           "qte_from_result"]
+__all__ = ["DEFAULT_EOT", "SCHEMA", "SWEEP_SCHEMA", "AGCSResult", "EvalResult", "SweepResult", "agcs", "eps_sweep",
+           "evaluate", "layer_errors", "perturbation_cosine", "qte", "qte_from_result"]

@@ -1,4 +1,10 @@
-"""Robustness metrics beyond accuracy: QTE (quantified trade-off evaluation, RSC-SNN, METHODS 4).
+"""Robustness metrics beyond accuracy: QTE (RSC-SNN, METHODS 4), AGCS (RandHet-SNN, METHODS 2), layer-wise errors.
+
+- :func:`qte`, :func:`qte_from_result`: quantified trade-off evaluation (below).
+- :func:`agcs`, :func:`perturbation_cosine`: how much two random draws of a (stochastic) model agree on the input
+  gradient, and on the adversarial perturbation (METHODS 2).
+- :func:`layer_errors`: per-neuron relative change of PSC or membrane traces between clean and adversarial input,
+  one distribution per layer (HoSNN, METHODS 1).
 
 QTE summarises how much accuracy a model keeps between two perturbation budgets as the area of one trapezoid,
 
@@ -20,9 +26,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["qte", "qte_from_result"]
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["AGCSResult", "agcs", "layer_errors", "perturbation_cosine", "qte", "qte_from_result"]
 
 
 def qte(points: Iterable[tuple[float, float]]) -> float:
@@ -105,3 +116,247 @@ def _find_attack(attack: str, names: dict[str, Any]) -> str:
         return starts[0]
     what = f"matches several attacks ({', '.join(starts)})" if starts else "is not among the result's attacks"
     raise ValueError(f"attack {attack!r} {what}; choose one of: {', '.join(names) or '(none)'}")
+
+
+# ------------------------------------------------------------------------------------------------------------ AGCS
+@dataclass
+class AGCSResult:
+    """Per-sample cosine similarities between two random draws, and their mean (METHODS 2).
+
+    Attributes:
+        mean: mean of the defined cosines (NaN if none is defined).
+        cosines: ``[N]`` float64 tensor, one cosine per input in [-1, 1]; NaN where it is undefined because one of
+            the two vectors is exactly zero (e.g. a dead network, or a zero perturbation).
+        n: number of inputs with a defined cosine (those the mean is taken over).
+        n_undefined: number of inputs whose cosine is NaN.
+    """
+
+    mean: float
+    cosines: torch.Tensor
+    n: int
+    n_undefined: int = 0
+
+    @classmethod
+    def from_cosines(cls, cosines: torch.Tensor) -> AGCSResult:
+        """Build the result from per-sample cosines (NaN = undefined)."""
+        cosines = cosines.detach().to("cpu", torch.float64).reshape(-1)
+        ok = ~torch.isnan(cosines)
+        n = int(ok.sum())
+        mean = float(cosines[ok].mean()) if n else math.nan
+        return cls(mean=mean, cosines=cosines, n=n, n_undefined=int(cosines.numel() - n))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``{"mean", "n", "n_undefined", "cosines": [...]}`` (NaN written as None)."""
+        return {"mean": None if math.isnan(self.mean) else self.mean, "n": self.n, "n_undefined": self.n_undefined,
+                "cosines": [None if math.isnan(c) else c for c in self.cosines.tolist()]}
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample cosine of ``a`` and ``b`` ``[B, ...]`` in float64; NaN where either vector is exactly zero."""
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    na, nb = a.norm(dim=1), b.norm(dim=1)
+    cos = (a * b).sum(1) / (na * nb).clamp_min(torch.finfo(torch.float64).tiny)
+    cos = cos.clamp(-1.0, 1.0)
+    return torch.where((na == 0) | (nb == 0), torch.full_like(cos, math.nan), cos)
+
+
+def _check_xy(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check a batch of images ``[N, ...]`` and labels ``[N]``; return them detached, labels as int64."""
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError("x and y must be tensors (images [N, C, H, W] in [0, 1] and labels [N])")
+    if x.dim() < 2 or y.dim() != 1 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"need images [N, ...] and labels [N]; got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError("need at least one input")
+    return x.detach(), y.detach().to(device=x.device, dtype=torch.long)
+
+
+def _check_batch_size(batch_size: int) -> int:
+    """A positive integer batch size."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+    return batch_size
+
+
+def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Gradient of the summed cross-entropy w.r.t. ``x`` (one forward/backward pass, one random draw)."""
+    x = x.clone().requires_grad_(True)
+    loss = F.cross_entropy(model(x), y, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+def agcs(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 256,
+    surrogate: Any = None,
+) -> AGCSResult:
+    """Average gradient cosine similarity (AGCS, RandHet-SNN; METHODS 2).
+
+    Every input goes through two independent forward/backward passes (two random draws of a stochastic model);
+    its score is the cosine of the two input gradients of the cross-entropy loss. AGCS is the mean over inputs.
+    A deterministic model scores 1; values well below 1 mean a gradient from one draw says little about another
+    (the attacker's problem that EOT addresses). The loss is summed over the batch, so each input's gradient is its
+    own loss's gradient (exactly so in eval mode; batch norm in train mode couples the batch).
+
+    The model's mode (train/eval) and parameters are left untouched; gradients come from
+    :func:`torch.autograd.grad`, so no ``.grad`` is written.
+
+    Args:
+        model: classifier taking ``x`` to logits ``[B, classes]``.
+        x: images ``[N, C, H, W]`` in [0, 1].
+        y: labels ``[N]``.
+        batch_size: inputs per forward pass.
+        surrogate: surrogate gradient to back-propagate through (as an attack's ``surrogate``); None: each
+            neuron's own.
+
+    Returns:
+        An :class:`AGCSResult`; ``cosines`` is NaN (and left out of the mean) where a gradient is exactly zero.
+
+    >>> res = agcs(model, x, y)        # doctest: +SKIP
+    >>> res.mean, res.cosines.shape    # doctest: +SKIP
+    (0.31, torch.Size([1000]))
+    """
+    from spikeshield.neurons.gradients import gradient_mode
+
+    x, y = _check_xy(x, y)
+    batch_size = _check_batch_size(batch_size)
+    out = []
+    with gradient_mode(surrogate), torch.enable_grad():
+        for i in range(0, x.shape[0], batch_size):
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            g1 = _input_gradient(model, xb, yb)
+            g2 = _input_gradient(model, xb, yb)
+            out.append(_cosine(g1, g2))
+    return AGCSResult.from_cosines(torch.cat(out))
+
+
+def perturbation_cosine(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack: Any = "pgd7",
+    eps: float = 8 / 255,
+    batch_size: int = 256,
+    **attack_settings: Any,
+) -> AGCSResult:
+    """Cosine of the perturbations of two runs of the same attack, per input (RandHet-SNN; METHODS 2).
+
+    The attack runs twice on every input; the two runs differ by their random start (PGD) and by the model's
+    random draws (a stochastic model). Per input the score is the cosine of ``x_adv1 - x`` and ``x_adv2 - x``.
+    A deterministic attack without random start (FGSM) on a deterministic model scores 1.
+
+    Args:
+        model: the classifier under attack; its mode and parameters are left as they are.
+        x: images ``[N, C, H, W]`` in [0, 1].
+        y: labels ``[N]``.
+        attack: a registry name (``"pgd7"``, ``"fgsm"``, ...; built with :func:`~spikeshield.attacks.make_attack`
+            at ``eps`` with ``attack_settings``) or a ready attack (any callable ``(x, y) -> x_adv``; then ``eps``
+            and ``attack_settings`` are ignored).
+        eps: budget in pixel units.
+        batch_size: inputs per attack call.
+        **attack_settings: overrides for the registry settings (e.g. ``eot=10``).
+
+    Returns:
+        An :class:`AGCSResult` of perturbation cosines; NaN (left out of the mean) where a perturbation is zero.
+
+    >>> perturbation_cosine(model, x, y, "pgd7", eps=8/255).mean   # doctest: +SKIP
+    """
+    x, y = _check_xy(x, y)
+    batch_size = _check_batch_size(batch_size)
+    if isinstance(attack, str):
+        from spikeshield.attacks import make_attack
+
+        attack = make_attack(attack, model, eps, **attack_settings)
+    elif not callable(attack):
+        raise TypeError(f"attack must be a registry name such as 'pgd7' or an attack; got {type(attack).__name__}")
+    out = []
+    for i in range(0, x.shape[0], batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        d1 = attack(xb, yb).detach() - xb
+        d2 = attack(xb, yb).detach() - xb
+        out.append(_cosine(d1, d2))
+    return AGCSResult.from_cosines(torch.cat(out))
+
+
+# ---------------------------------------------------------------------------------------------- layer-wise error
+TRACES = ("psc", "membrane", "spikes")
+
+
+def layer_errors(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    trace: str = "psc",
+    batch_size: int = 256,
+    tiny: float = 1e-12,
+    seed: int | None = 0,
+) -> dict[str, torch.Tensor]:
+    """Layer-wise relative error of neuron traces between clean and adversarial input (HoSNN; METHODS 1).
+
+    Definition (METHODS 1 "inferred form"): for every sample ``b`` and every neuron ``i`` of a layer (one channel at
+    one position for conv layers), with ``a[t]`` the trace on ``x`` and ``a'[t]`` on ``x_adv``,
+
+        e_{b,i} = sum_t |a'_{b,i}[t] - a_{b,i}[t]|  /  (sum_t |a_{b,i}[t]| + tiny)
+
+    i.e. the L1 norm over time of the change divided by the L1 norm over time of the clean trace. The values of all
+    samples and neurons of a layer are flattened into one 1-D distribution (``N * neurons`` values). ``e = 0`` where
+    the trace is unchanged; a neuron silent on ``x`` but active on ``x_adv`` gets a huge value (``~ 1 / tiny``):
+    look at medians and quantiles, not means.
+
+    The model runs without gradients and in its current mode. For a stochastic model the clean and adversarial
+    passes of each batch use the same random draws (common random numbers, from ``seed``), so the error measures
+    the perturbation and not the noise; ``seed=None`` draws them independently (and the global RNG is used as is).
+
+    Args:
+        model: a spikeshield model whose neurons/synapses emit traces (see :mod:`spikeshield.neurons.recording`).
+        x: clean images ``[N, C, H, W]`` in [0, 1].
+        x_adv: adversarial images, same shape.
+        trace: ``"psc"`` (synapse outputs, incl. the input filter; the paper's metric), ``"membrane"`` (pre-reset
+            membrane potentials of neuron layers) or ``"spikes"``.
+        batch_size: inputs per forward pass.
+        tiny: the denominator's guard.
+        seed: seed of the shared random draws of each batch's two passes (None: independent draws).
+
+    Returns:
+        ``{layer name: 1-D float tensor of errors >= 0}``, layers in forward order, names as in
+        ``model.named_modules()`` (e.g. ``"body.2.synapse"``).
+
+    >>> errs = layer_errors(model, x, attack(x, y), trace="psc")   # doctest: +SKIP
+    >>> {k: v.median().item() for k, v in errs.items()}            # doctest: +SKIP
+    """
+    from spikeshield.neurons.recording import record
+
+    if trace not in TRACES:
+        raise ValueError(f"trace must be one of {', '.join(TRACES)}; got {trace!r}")
+    if not isinstance(x, torch.Tensor) or not isinstance(x_adv, torch.Tensor) or x.shape != x_adv.shape:
+        raise ValueError(f"x and x_adv must be tensors of the same shape; got "
+                         f"{getattr(x, 'shape', type(x).__name__)} and {getattr(x_adv, 'shape', type(x_adv).__name__)}")
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError(f"need a non-empty batch [N, C, H, W]; got {tuple(x.shape)}")
+    batch_size = _check_batch_size(batch_size)
+    x, x_adv = x.detach(), x_adv.detach().to(x.device)
+
+    def traces(inp: torch.Tensor, batch: int) -> dict[str, torch.Tensor]:
+        devices = [inp.device.index or 0] if inp.is_cuda else []
+        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed + batch)
+            with record(model) as rec, torch.no_grad():
+                model(inp)
+        return dict(getattr(rec, trace))
+
+    parts: dict[str, list[torch.Tensor]] = {}
+    for k, i in enumerate(range(0, x.shape[0], batch_size)):
+        clean, adv = traces(x[i:i + batch_size], k), traces(x_adv[i:i + batch_size], k)
+        if not clean:
+            raise ValueError(f"the model recorded no {trace!r} traces; is it a spikeshield SNN"
+                             f"{' with PSC synapses' if trace == 'psc' else ''}?")
+        for name, a in clean.items():
+            a = a.float()
+            diff = (adv[name].float() - a).abs().sum(0)          # [B, ...]: L1 over time
+            err = diff / (a.abs().sum(0) + tiny)
+            parts.setdefault(name, []).append(err.flatten().cpu())
+    return {name: torch.cat(p) for name, p in parts.items()}

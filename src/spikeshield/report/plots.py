@@ -1,4 +1,5 @@
-"""Plots for people who would rather look than read: training curves and accuracy against the attack budget."""
+"""Plots for people who would rather look than read: training curves, accuracy against the attack budget,
+AGCS histograms and layer-wise error distributions."""
 
 from __future__ import annotations
 
@@ -29,10 +30,7 @@ def plot_history(history: Sequence[dict[str, Any]], path: str | os.PathLike, tit
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_sweep(
@@ -90,6 +88,125 @@ def plot_sweep(
             title += f" ({n} images)"
     if title:
         ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_agcs_histogram(
+    result: Any,
+    path: str | os.PathLike,
+    title: str | None = None,
+    bins: int = 40,
+) -> Path:
+    """Histogram of per-sample cosine similarities (AGCS or perturbation cosines; METHODS 2) to a PNG at ``path``.
+
+    Args:
+        result: an :class:`~spikeshield.evaluation.AGCSResult` (``cosines``, ``mean``), or
+            ``{label: AGCSResult}`` to overlay several models (e.g. an SNN and RandHet-SNN).
+        path: the PNG to write (its folder is created).
+        title: figure title; None: "gradient cosine similarity between two draws".
+        bins: number of bins over [-1, 1].
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`. Undefined (NaN) cosines are left out; each mean is a dashed line.
+    """
+    results = dict(result) if isinstance(result, Mapping) else {None: result}
+    if not results:
+        raise ValueError("nothing to plot: no AGCS results given")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    edges = [-1 + 2 * i / bins for i in range(bins + 1)]
+    for i, (label, res) in enumerate(results.items()):
+        cos = [c for c in _as_list(res.cosines) if c == c]          # drop NaN
+        color = f"C{i % 10}"
+        name = f"{label}: " if label is not None else ""
+        ax.hist(cos, bins=edges, alpha=0.55 if len(results) > 1 else 0.85, color=color,
+                label=f"{name}mean {res.mean:.3f} (n = {len(cos)})")
+        ax.axvline(res.mean, color=color, linestyle="--", linewidth=1.5)
+    ax.set(xlabel="cosine similarity", ylabel="inputs", xlim=(-1.02, 1.02))
+    ax.set_title(title or "gradient cosine similarity between two draws")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_layer_errors(
+    errors_by_model: Mapping[str, Mapping[str, Any]],
+    path: str | os.PathLike,
+    title: str | None = None,
+    log: bool = True,
+    ylabel: str = "relative error ||a' - a||_1 / ||a||_1",
+) -> Path:
+    """Box plots of layer-wise relative errors (METHODS 1), one group per layer, one colour per model, to a PNG.
+
+    Args:
+        errors_by_model: ``{model label: {layer name: 1-D errors}}`` as returned by
+            :func:`~spikeshield.evaluation.layer_errors` (tensors, arrays or lists). Layers appear in order of first
+            appearance; a model without a layer leaves a gap.
+        path: the PNG to write (its folder is created).
+        title: figure title; None: "layer-wise relative error".
+        log: symmetric-log y axis (linear below 1e-3, so exact zeros stay visible), as errors span many decades.
+        ylabel: y-axis label.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`. Boxes show the quartiles and the median, whiskers the 5th and 95th
+        percentiles, a white dot the mean; outliers are not drawn.
+    """
+    import numpy as np
+
+    models = {str(k): dict(v) for k, v in errors_by_model.items()}
+    layers: list[str] = []
+    for errs in models.values():
+        layers += [name for name in errs if name not in layers]
+    if not layers:
+        raise ValueError("nothing to plot: no layer errors given")
+    n_models = len(models)
+    width = 0.8 / n_models
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.1 * len(layers) * max(1, n_models / 2) + 1.5), 4.4),
+                           constrained_layout=True)
+    for m, (label, errs) in enumerate(models.items()):
+        data, pos = [], []
+        for j, layer in enumerate(layers):
+            if layer in errs:
+                values = np.asarray(_as_array(errs[layer]), dtype=np.float64).ravel()
+                values = values[np.isfinite(values)]
+                if values.size:
+                    data.append(values)
+                    pos.append(j + (m - (n_models - 1) / 2) * width)
+        if not data:
+            continue
+        color = f"C{m % 10}"
+        ax.boxplot(data, positions=pos, widths=0.9 * width, whis=(5, 95), showfliers=False, showmeans=True,
+                   patch_artist=True, manage_ticks=False,
+                   boxprops={"facecolor": color, "alpha": 0.6}, medianprops={"color": "black"},
+                   meanprops={"marker": "o", "markerfacecolor": "white", "markeredgecolor": "black",
+                              "markersize": 4})
+        ax.plot([], [], color=color, linewidth=8, alpha=0.6, label=label)
+    ax.set_xticks(range(len(layers)))
+    ax.set_xticklabels(layers, rotation=20 if len(layers) > 4 else 0)
+    ax.set(xlabel="layer", ylabel=ylabel, xlim=(-0.6, len(layers) - 0.4))
+    if log:
+        ax.set_yscale("symlog", linthresh=1e-3)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    ax.set_title(title or "layer-wise relative error")
+    return _save(fig, path)
+
+
+def _as_list(values: Any) -> list[float]:
+    """A flat list of floats from a tensor, array or sequence."""
+    return [float(v) for v in _as_array(values).ravel()]
+
+
+def _as_array(values: Any) -> Any:
+    """A numpy array from a tensor (detached, on the CPU), array or sequence."""
+    import numpy as np
+
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def _save(fig: Any, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (creating its folder), close it and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
