@@ -250,7 +250,7 @@ def test_bad_images_and_labels_are_clear_errors(trained_lenet, batch):
 # ------------------------------------------------------------------------------------------------------ registry
 def test_registry_names_and_settings(trained_lenet):
     assert set(ATTACKS) == {"fgsm", "rfgsm", "bim7", "pgd7", "pgd10", "pgd20", "pgd40", "mifgsm", "apgd-ce",
-                            "apgd-dlr", "apgd-t", "gaussian"}
+                            "apgd-dlr", "apgd-t", "gaussian", "cw-pgd", "cw"}
     pgd7 = make_attack("pgd7", trained_lenet, EPS)
     assert isinstance(pgd7, PGD) and (pgd7.steps, pgd7.alpha, pgd7.random_start) == (7, 0.01, True)
     assert make_attack("PGD-10", trained_lenet, EPS).alpha == pytest.approx(1.6 / 255)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import TinyNet
+from conftest import TinyNet, binary_problem, fooled, margin
 from torch import nn
 
 from spikeshield.attacks import (
@@ -33,42 +33,6 @@ def new_attacks(model, eps=EPS, steps=3, **kw) -> list[Attack]:
     return [MIFGSM(model, eps, steps=steps, **kw), APGD(model, eps, steps=steps, **kw),
             APGD(model, eps, loss="dlr", steps=steps, **kw), APGDT(model, eps, steps=steps, n_target_classes=2, **kw),
             GaussianNoise(model, eps, **kw)]
-
-
-def fooled(model, x_adv, y) -> torch.Tensor:
-    """Per-sample misclassification of ``x_adv``."""
-    with torch.no_grad():
-        return model(x_adv).argmax(1) != y
-
-
-# --------------------------------------------------------------------------- a model with a closed-form optimum
-def binary_problem(eps: float, noise: float = 0.0, batch: int = 8):
-    """A 2-class TinyNet (logits ``W tanh(3x) + b``), images with pixels on the box's edges, and the exact optimum.
-
-    The margin ``z_y - z_other = sum_i d_i tanh(3 x_i) + const`` (``d = w_y - w_other``) is monotone in every
-    pixel, so its minimum over the eps-ball and [0, 1] is the corner ``x_i - eps`` (clipped at 0) where ``d_i > 0``
-    and ``x_i + eps`` (clipped at 1) where ``d_i < 0``. For two classes cross-entropy is a decreasing function of the
-    margin, so a CE attack that maximises its loss must reach that corner's margin.
-    """
-    g = torch.Generator().manual_seed(1)
-    model = TinyNet(1, 4, 2, noise=noise)
-    with torch.no_grad():
-        model.fc.weight.copy_(torch.randn(2, 16, generator=g))
-        model.fc.bias.zero_()
-    x = torch.rand(batch, 1, 4, 4, generator=g)
-    x[:, 0, 0, :2] = torch.tensor([0.0, 1.0])  # pixels on the box's edges
-    x[:, 0, 1, :2] = torch.tensor([0.02, 0.99])  # pixels the box clips
-    y = torch.arange(batch) % 2
-    d = (model.fc.weight[y] - model.fc.weight[1 - y]).detach().view_as(x)
-    x_star = torch.where(d > 0, (x - eps).clamp(min=0), torch.where(d < 0, (x + eps).clamp(max=1), x))
-    return model, x, y, x_star
-
-
-def margin(model: TinyNet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Noise-free ``z_y - z_other`` ``[B]`` of a 2-class TinyNet."""
-    with torch.no_grad():
-        z = model.fc(torch.tanh(3 * x).flatten(1))
-    return z.gather(1, y[:, None]).squeeze(1) - z.gather(1, (1 - y)[:, None]).squeeze(1)
 
 
 @pytest.mark.parametrize("make", [

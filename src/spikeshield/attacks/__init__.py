@@ -3,6 +3,7 @@
 >>> atk = PGD(model, eps=8/255, alpha=2/255, steps=7, random_start=True)   # doctest: +SKIP
 >>> x_adv = atk(x, y)                  # same shape, inside the eps-ball and [0, 1]   # doctest: +SKIP
 >>> atk = make_attack("pgd7", model, eps=8/255)                            # doctest: +SKIP
+>>> atk = CW(model, eps=1.0); x_adv = atk(x, y); atk.last_l2   # C&W L2 (eps=1: no L-inf clip)   # doctest: +SKIP
 >>> atk = EOT(PGD(model, eps=8/255), 10)           # == PGD(model, eps=8/255, eot=10)   # doctest: +SKIP
 >>> x_adv = PGD(with_bpda(quantise, model), eps=8/255)(x, y)   # BPDA through a preprocessing   # doctest: +SKIP
 >>> x_adv = Transfer(model, eps=8/255, source=other_model, attack="pgd7")(x, y)   # black-box   # doctest: +SKIP
@@ -12,6 +13,7 @@ from spikeshield.attacks.apgd import APGD, APGDT
 from spikeshield.attacks.base import LOSSES, Attack
 from spikeshield.attacks.bim import BIM
 from spikeshield.attacks.bpda import BPDA, BPDAModel, with_bpda
+from spikeshield.attacks.cw import CW
 from spikeshield.attacks.eot import EOT
 from spikeshield.attacks.fgsm import FGSM
 from spikeshield.attacks.mifgsm import MIFGSM
@@ -21,5 +23,5 @@ from spikeshield.attacks.registry import ATTACKS, AttackSpec, make_attack, parse
 from spikeshield.attacks.rfgsm import RFGSM
 from spikeshield.attacks.transfer import Transfer
 
-__all__ = ["APGD", "APGDT", "ATTACKS", "BIM", "BPDA", "EOT", "FGSM", "LOSSES", "MIFGSM", "PGD", "RFGSM", "Attack",
+__all__ = ["APGD", "APGDT", "ATTACKS", "BIM", "BPDA", "CW", "EOT", "FGSM", "LOSSES", "MIFGSM", "PGD", "RFGSM", "Attack",
            "AttackSpec", "BPDAModel", "GaussianNoise", "Transfer", "make_attack", "parse_attack_list", "with_bpda"]

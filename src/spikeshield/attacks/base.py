@@ -43,8 +43,22 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -(z_y - z_other) / (z_sorted[:, -1] - z_sorted[:, -3] + 1e-12)
 
 
+def cw_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample Carlini-Wagner margin ``max_{j != y} z_j - z_y`` ``[B]`` (Carlini & Wagner, S&P 2017), to be ascended.
+
+    Positive exactly when the sample is misclassified (ties aside); for a targeted attack (``y`` = targets) the base
+    class descends it, i.e. raises ``z_t`` above every other logit. Needs at least 2 classes.
+    """
+    if logits.shape[-1] < 2:
+        raise ValueError(f"the CW loss needs at least 2 classes; the model has {logits.shape[-1]}")
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], float("-inf"))
+    return others.max(1).values - z_y
+
+
 #: Per-sample attack losses ``loss(logits [B, classes], y [B]) -> [B]``; the attack ascends their sum.
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"ce": _cross_entropy, "dlr": dlr_loss}
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "ce": _cross_entropy, "dlr": dlr_loss, "cw": cw_loss}
 
 
 def _check_positive_int(value: Any, name: str) -> int:
@@ -93,7 +107,8 @@ class Attack:
         surrogate: backward pass used for the attacker's gradients (DESIGN 6): None keeps each neuron's own
             surrogate; a name (``"triangle"``), a ``{"name": ..., param: ...}`` dict or a surrogate instance
             replaces it inside the attack only (see :func:`spikeshield.neurons.gradients.gradient_mode`).
-        loss: ``"ce"`` (cross-entropy), ``"dlr"`` (difference of logits ratio, >= 3 classes) or a callable
+        loss: ``"ce"`` (cross-entropy), ``"dlr"`` (difference of logits ratio, >= 3 classes), ``"cw"`` (the
+            Carlini-Wagner margin ``max_{j != y} z_j - z_y``) or a callable
             ``loss(logits, y) -> [B]`` per-sample loss.
 
     Attributes:

@@ -15,6 +15,8 @@ apgd-ce    APGD    100           2 eps, auto   Croce & Hein 2020; CE loss, 1 res
 apgd-dlr   APGD    100           2 eps, auto   Croce & Hein 2020; DLR loss, 1 restart
 apgd-t     APGDT   100 x 9       2 eps, auto   Croce & Hein 2020; targeted DLR, top-9 other classes
 gaussian   Gauss.  0             -             purification paper's "level 20" noise: std 20/255
+cw-pgd     PGD     30            0.01          PGD with the CW margin loss (Carlini & Wagner 2017); random start
+cw         CW      50 x 5        Adam lr 0.01  Carlini & Wagner 2017, L2; c = 1, 5 binary-search rounds (purif. paper)
 =========  ======  ============  ============  =======================================================
 
 Names are matched ignoring case, surrounding spaces, ``-`` and ``_`` (``APGD_CE``, ``pgd-7``); the registered
@@ -32,6 +34,7 @@ from torch import nn
 from spikeshield.attacks.apgd import APGD, APGDT
 from spikeshield.attacks.base import Attack
 from spikeshield.attacks.bim import BIM
+from spikeshield.attacks.cw import CW
 from spikeshield.attacks.fgsm import FGSM
 from spikeshield.attacks.mifgsm import MIFGSM
 from spikeshield.attacks.noise import GaussianNoise
@@ -64,6 +67,10 @@ ATTACKS: dict[str, AttackSpec] = {
     "apgd-t": AttackSpec(APGDT, {"steps": 100, "restarts": 1, "n_target_classes": 9}, "Croce & Hein, ICML 2020"),
     "gaussian": AttackSpec(GaussianNoise, {"std": 20 / 255},
                            "image-purification SNN paper, noise 'level 20' read as std 20/255"),
+    "cw-pgd": AttackSpec(PGD, {"loss": "cw", "steps": 30, "alpha": 0.01, "random_start": True},
+                         "Carlini & Wagner, S&P 2017 margin loss in L-inf PGD (Madry et al. 2018); alpha as pgd7"),
+    "cw": AttackSpec(CW, {"c": 1.0, "kappa": 0.0, "steps": 50, "lr": 0.01, "binary_steps": 5},
+                     "Carlini & Wagner, S&P 2017 (L2); 50 Adam steps of lr 0.01 as the image-purification paper"),
 }
 
 #: normalised spelling -> registered name
