@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from spikeshield.fileio import atomic_write_text
 
 #: version of the JSON layout written by :meth:`EvalResult.to_dict`
 SCHEMA = "spikeshield.eval/1"
@@ -90,21 +90,4 @@ def record_fields(data: Mapping[str, Any], cls: type, schema: str, what: str) ->
     if unknown:
         raise ValueError(f"not a spikeshield {what}: unknown field(s) {sorted(unknown)}")
     return data
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace`` (no torn files)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 

@@ -21,8 +21,9 @@ from torch import nn
 from spikeshield.attacks.base import Attack
 from spikeshield.attacks.registry import make_attack, parse_attack_list
 from spikeshield.evaluation.metrics import _find_attack, qte
-from spikeshield.evaluation.result import EvalResult, atomic_write_text, record_fields
+from spikeshield.evaluation.result import EvalResult, record_fields
 from spikeshield.evaluation.robustness import evaluate
+from spikeshield.fileio import atomic_write_text
 from spikeshield.validation import check_eps
 
 #: version of the JSON layout written by :meth:`SweepResult.to_dict`

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from spikeshield.evaluation.result import EvalResult, atomic_write_text
+from spikeshield.evaluation.result import EvalResult
+from spikeshield.fileio import atomic_write_text
 
 
 def _as_list(results: EvalResult | Sequence[EvalResult]) -> list[EvalResult]:

@@ -7,8 +7,8 @@
 from spikeshield.training.objectives import OBJECTIVES, cross_entropy, get_objective
 from spikeshield.training.trainer import (
     TrainResult,
+    clean_accuracy,
     epoch_batches,
-    evaluate,
     log_epoch,
     make_optimizer,
     make_training_attack,
@@ -22,7 +22,7 @@ __all__ = [
     "TrainResult",
     "cross_entropy",
     "epoch_batches",
-    "evaluate",
+    "clean_accuracy",
     "get_objective",
     "log_epoch",
     "make_optimizer",

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from spikeshield import checkpoint
 from spikeshield.config import TrainConfig, load_config
 from spikeshield.data import ImageDataset, batches, load_dataset, make_generator, num_batches
+from spikeshield.fileio import atomic_write_text
 from spikeshield.report.plots import plot_history
 from spikeshield.training.objectives import get_objective
 from spikeshield.training.state import join_tensors, split_tensors
@@ -139,7 +140,7 @@ def make_training_attack(model: nn.Module, cfg: TrainConfig):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int, device: torch.device) -> float:
+def clean_accuracy(model: nn.Module, dataset: ImageDataset, batch_size: int, device: torch.device) -> float:
     """Clean accuracy of ``model`` (put in eval mode) on ``dataset``."""
     model.eval()
     correct = 0
@@ -255,9 +256,7 @@ def _prepare_out_dir(out_dir: Path, cfg: TrainConfig, resume: bool, overwrite: b
 
 def _rewrite_metrics(out_dir: Path, history: list[dict[str, Any]]) -> None:
     """Make ``metrics.jsonl`` hold exactly ``history`` (drops lines of an epoch whose checkpoint never landed)."""
-    tmp = out_dir / f".{METRICS_FILE}.tmp"
-    tmp.write_text("".join(json.dumps(m) + "\n" for m in history), encoding="utf-8")
-    os.replace(tmp, out_dir / METRICS_FILE)
+    atomic_write_text(out_dir / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in history))
 
 
 # ---------------------------------------------------------------------------------------------- the loop
@@ -366,7 +365,7 @@ def train(
         bar.close()
         train_time = time.perf_counter() - t0
         t1 = time.perf_counter()
-        test_acc = evaluate(model, test_set, cfg.data.eval_batch_size, device)
+        test_acc = clean_accuracy(model, test_set, cfg.data.eval_batch_size, device)
         metrics = {
             "epoch": epoch + 1,
             "epochs": epochs,
