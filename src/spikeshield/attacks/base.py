@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeshield.neurons.surrogate import Surrogate, make_surrogate, surrogate_name
+from spikeshield.neurons.gradients import BackwardMode, Gradient, gradient_name, make_gradient
 from spikeshield.validation import check_eps, check_images, unknown_name
 
 
@@ -104,9 +104,13 @@ class Attack:
         eot: Expectation over Transformation draws per gradient (integer >= 1). With ``eot=m`` the batch is
             repeated ``m`` times in one forward/backward pass and the ``m`` per-draw gradients are averaged; use
             it for stochastic models (``model.is_stochastic``).
-        surrogate: backward pass used for the attacker's gradients (DESIGN 6): None keeps each neuron's own
-            surrogate; a name (``"triangle"``), a ``{"name": ..., param: ...}`` dict or a surrogate instance
-            replaces it inside the attack only (see :func:`spikeshield.neurons.gradients.gradient_mode`).
+        surrogate: backward pass used for the attacker's gradients (DESIGN 6, METHODS 7): None keeps each neuron's
+            own surrogate; a surrogate name (``"triangle"``, ``"exponential"``), a ``{"name": ..., param: ...}`` dict
+            or a surrogate instance replaces it inside the attack only (see
+            :func:`spikeshield.neurons.gradients.gradient_mode`); ``"bptr"`` / ``"rga"`` use those rate-based
+            backward rules; ``"ann"`` takes the gradients of the model's ANN twin
+            (:func:`~spikeshield.attacks.bpda.with_ann_gradients`: ``self.model`` becomes that wrapper, values stay
+            the model's own). The forward, and so every loss and prediction, is always the model's exact one.
         loss: ``"ce"`` (cross-entropy), ``"dlr"`` (difference of logits ratio, >= 3 classes), ``"cw"`` (the
             Carlini-Wagner margin ``max_{j != y} z_j - z_y``) or a callable
             ``loss(logits, y) -> [B]`` per-sample loss.
@@ -127,7 +131,7 @@ class Attack:
         *,
         targeted: bool = False,
         eot: int = 1,
-        surrogate: str | dict | Surrogate | None = None,
+        surrogate: str | dict | Gradient | None = None,
         loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "ce",
     ) -> None:
         if not callable(model):
@@ -136,7 +140,14 @@ class Attack:
         self.eps = check_eps(eps, "eps")
         self.targeted = bool(targeted)
         self.eot = _check_positive_int(eot, "eot (number of EOT draws)")
-        self.surrogate = None if surrogate in (None, "own") else make_surrogate(surrogate)
+        self.surrogate: Gradient | str | None
+        if surrogate == "ann" or (isinstance(surrogate, dict) and surrogate.get("name") == "ann"):
+            from spikeshield.attacks.bpda import ANNGradientModel, with_ann_gradients
+
+            self.model = model if isinstance(model, ANNGradientModel) else with_ann_gradients(model)
+            self.surrogate = "ann"
+        else:
+            self.surrogate = make_gradient(surrogate)
         if callable(loss):
             self.loss_name, self.loss_fn = getattr(loss, "__name__", "custom"), loss
         elif loss in LOSSES:
@@ -163,10 +174,13 @@ class Attack:
 
     def settings(self) -> dict[str, Any]:
         """JSON-ready record of the attack and its arguments (stored in evaluation results)."""
-        if self.surrogate is None:
-            surrogate: str | dict = "own"
+        surrogate: str | dict
+        if self.surrogate is None or isinstance(self.surrogate, str):
+            surrogate = self.surrogate or "own"
+        elif isinstance(self.surrogate, BackwardMode) and self.surrogate == type(self.surrogate)():
+            surrogate = self.surrogate.name  # "bptr", "rga" with the default parameters
         else:
-            surrogate = {"name": surrogate_name(self.surrogate), **dataclasses.asdict(self.surrogate)}
+            surrogate = {"name": gradient_name(self.surrogate), **dataclasses.asdict(self.surrogate)}
         return dict(attack=type(self).__name__, eps=self.eps, targeted=self.targeted, eot=self.eot,
                     surrogate=surrogate, loss=self.loss_name)
 
@@ -176,8 +190,8 @@ class Attack:
 
     # ------------------------------------------------------------------------------------- helpers for subclasses
     def gradient_context(self) -> contextlib.AbstractContextManager:
-        """Context in which the attacker's gradients are computed (the surrogate swap; more modes plug in here)."""
-        if self.surrogate is None:
+        """Context in which the attacker's gradients are computed: the surrogate swap or rate-based mode, if any."""
+        if self.surrogate is None or self.surrogate == "ann":
             return contextlib.nullcontext()
         from spikeshield.neurons.gradients import gradient_mode
 

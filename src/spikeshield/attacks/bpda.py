@@ -9,6 +9,9 @@ default ``g(x) = x`` (the identity, "straight-through") suits any stage with ``f
 
 >>> model = with_bpda(quantise, classifier)        # attacks now see straight-through gradients   # doctest: +SKIP
 >>> x_adv = PGD(model, eps=8/255)(x, y)                                                          # doctest: +SKIP
+
+The same trick gives the ANN-twin gradient of a whole SNN (METHODS 7): ``BPDA(stage=snn, approximation=twin)``,
+wrapped by :func:`with_ann_gradients` (what ``Attack(..., surrogate="ann")`` uses).
 """
 
 from __future__ import annotations
@@ -102,6 +105,51 @@ class BPDAModel(nn.Module):
     def is_stochastic(self) -> bool:
         """True if the preprocessing stage or the classifier is random."""
         return any(bool(getattr(m, "is_stochastic", False)) for m in (self.preprocess.stage, self.classifier))
+
+
+class ANNGradientModel(BPDAModel):
+    """A spikeshield SNN whose values are its own and whose gradient is its ANN twin's (METHODS 7, SNN-RAT).
+
+    The forward pass is ``BPDA(stage=snn, approximation=twin)(x)``: the SNN's logits to the bit (computed without
+    a graph), the backward pass that of the twin (same weights, ReLU for every neuron, T = 1). Exposes the SNN's
+    ``info``, ``num_classes``, ``is_stochastic`` and ``training`` like :class:`BPDAModel`; ``config`` is the SNN's
+    marked with ``"gradient": "ann"``. Built by :func:`with_ann_gradients`.
+    """
+
+    def __init__(self, model: nn.Module, twin: nn.Module | None = None) -> None:
+        if twin is None:
+            from spikeshield.models.ann import ann_twin
+
+            twin = ann_twin(model)
+        super().__init__(BPDA(model, twin), model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The SNN's logits ``[B, classes]`` for ``x`` ``[B, C, H, W]``, with the twin's gradient."""
+        return self.preprocess(x)
+
+    @property
+    def twin(self) -> nn.Module:
+        """The ANN twin whose backward pass is used."""
+        return self.preprocess.approximation
+
+    @property
+    def config(self) -> dict | None:
+        """The SNN's config, marked with ``"gradient": "ann"`` (None if the SNN has none)."""
+        config = getattr(self.classifier, "config", None)
+        return None if config is None else {**config, "gradient": "ann"}
+
+
+def with_ann_gradients(model: nn.Module, twin: nn.Module | None = None) -> ANNGradientModel:
+    """``model`` with the gradients of its ANN twin and every value its own (``Attack(..., surrogate="ann")``).
+
+    Args:
+        model: a spikeshield SNN built by :func:`~spikeshield.models.create_model`.
+        twin: the differentiable stand-in; None builds :func:`~spikeshield.models.ann_twin` (a copy of the
+            weights taken now: rebuild the wrapper after changing the SNN's weights).
+
+    >>> x_adv = PGD(with_ann_gradients(snn), eps=8/255)(x, y)   # as PGD(snn, 8/255, surrogate="ann")  # doctest: +SKIP
+    """
+    return ANNGradientModel(model, twin)
 
 
 def with_bpda(preprocess: Callable[[torch.Tensor], torch.Tensor], classifier: nn.Module,

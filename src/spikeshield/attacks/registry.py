@@ -21,11 +21,20 @@ cw         CW      50 x 5        Adam lr 0.01  Carlini & Wagner 2017, L2; c = 1,
 
 Names are matched ignoring case, surrounding spaces, ``-`` and ``_`` (``APGD_CE``, ``pgd-7``); the registered
 spelling is the attack's ``name``.
+
+Gradient suffix (METHODS 7): ``name@gradient`` runs the attack with ``surrogate=gradient``: a surrogate
+(``pgd7@triangle``), a rate-based mode (``pgd7@rga``, ``pgd7@bptr``), the ANN twin (``apgd-ce@ann``) or ``own``;
+numeric parameters follow in field order after ``-`` or ``:`` (``pgd7@triangle-0.5``, ``pgd7@exponential-0.3-2``
+is ``a = 0.3, g = 2``). The canonical spelling (``pgd7@triangle-0.5``) is the attack's ``name``; the suffix takes
+precedence over a ``surrogate=`` override (so ``evaluate(..., surrogate=...)`` applies to the unsuffixed names).
+:data:`GRADIENT_VARIANTS` lists the 19 gradients of Özdenizci & Legenstein (TMLR 2024) and
+:func:`adaptive_attacks` builds one attack per variant, for a per-sample worst case over gradients.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +49,8 @@ from spikeshield.attacks.mifgsm import MIFGSM
 from spikeshield.attacks.noise import GaussianNoise
 from spikeshield.attacks.pgd import PGD
 from spikeshield.attacks.rfgsm import RFGSM
+from spikeshield.neurons.gradients import BACKWARD_MODES, gradient_name, gradient_names, make_gradient
+from spikeshield.neurons.surrogate import SURROGATES
 from spikeshield.validation import unknown_name
 
 
@@ -84,39 +95,167 @@ def _key(name: str) -> str | None:
     return _BY_KEY.get(name.strip().lower().replace("-", "").replace("_", ""))
 
 
+#: The 19 attacker gradients of Özdenizci & Legenstein (TMLR 2024; METHODS 7), each a ``surrogate=`` value:
+#: triangle g in {0.25, 0.5, 1, 2, 3}; exponential a in {0.3, 1} x g in {0.5, 1, 2}; rectangle width in
+#: {0.25, 0.5, 1, 2, 4}; straight-through; BPTR; the ANN twin.
+GRADIENT_VARIANTS: tuple[str | dict[str, Any], ...] = (
+    *({"name": "triangle", "gamma": g} for g in (0.25, 0.5, 1.0, 2.0, 3.0)),
+    *({"name": "exponential", "a": a, "g": g} for a in (0.3, 1.0) for g in (0.5, 1.0, 2.0)),
+    *({"name": "rectangle", "a": w} for w in (0.25, 0.5, 1.0, 2.0, 4.0)),
+    "straight_through",
+    "bptr",
+    "ann",
+)
+
+#: normalised spelling -> gradient name (``straight-through`` -> ``straight_through``)
+_GRADIENT_KEYS = {name.replace("_", ""): name for name in gradient_names()}
+
+
+def _number(value: float) -> str:
+    """Shortest spelling of a parameter that reads back to the same float."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
+
+
+def _gradient_fields(name: str) -> list[str]:
+    """Parameter names, in order, of the gradient ``name`` (none for ``own``, ``ann``, ``straight_through``)."""
+    cls = SURROGATES.get(name) or BACKWARD_MODES.get(name)
+    return [f.name for f in dataclasses.fields(cls)] if cls is not None else []
+
+
+def parse_gradient(text: str) -> tuple[str, str | dict[str, float]]:
+    """A gradient suffix (``"triangle-0.5"``, ``"RGA"``, ``"straight-through"``) -> ``(canonical label, spec)``.
+
+    ``spec`` is a ``surrogate=`` value: the name alone, or ``{"name": ..., field: value}`` with the numbers given
+    in field order. Raises ``ValueError`` on an unknown name (listing the valid ones) or bad numbers.
+    """
+    tokens = text.strip().lower().replace(":", "-").split("-")
+    if "" in tokens:
+        raise ValueError(f"bad gradient {text!r}: separate the name and its (positive) numbers by one '-' or ':'")
+    words: list[str] = []
+    numbers: list[float] = []
+    for token in tokens:
+        try:
+            numbers.append(float(token))
+        except ValueError:
+            if numbers:
+                raise ValueError(f"bad gradient {text!r}: write the name, then its numbers "
+                                 f"(e.g. 'triangle-0.5', 'exponential-0.3-2')") from None
+            words.append(token)
+    name = _GRADIENT_KEYS.get("".join(words).replace("_", ""))
+    if name is None:
+        raise unknown_name("surrogate or gradient mode", text.strip(), gradient_names())
+    fields = _gradient_fields(name)
+    if len(numbers) > len(fields):
+        raise ValueError(f"gradient {name!r} takes {len(fields)} parameter(s) {fields}; got {text!r}")
+    if not numbers:
+        return name, name
+    params = dict(zip(fields, numbers, strict=False))
+    make_gradient({"name": name, **params})  # check the values now, with the gradient's own error
+    return "-".join([name, *map(_number, numbers)]), {"name": name, **params}
+
+
+def gradient_label(spec: Any) -> str:
+    """The suffix spelling of a ``surrogate=`` value: a name stays a name, a dict or instance lists every field.
+
+    >>> gradient_label({"name": "exponential", "a": 0.3, "g": 2.0})
+    'exponential-0.3-2'
+    """
+    if spec is None or spec == "own":
+        return "own"
+    if isinstance(spec, str):
+        return parse_gradient(spec)[0]
+    if spec == "ann" or (isinstance(spec, dict) and spec.get("name") == "ann"):
+        return "ann"
+    gradient = make_gradient(spec)
+    name = gradient_name(gradient)
+    return "-".join([name, *(_number(getattr(gradient, f)) for f in _gradient_fields(name))])
+
+
+def _split(name: str) -> tuple[str, str | None, Any]:
+    """``"PGD-7@Triangle:0.5"`` -> ``("pgd7", "triangle-0.5", spec)``; no suffix -> ``(key, None, None)``."""
+    if not isinstance(name, str):
+        raise TypeError(f"attack names are strings; got {type(name).__name__}")
+    base, at, suffix = name.partition("@")
+    key = _key(base)
+    if key is None:
+        raise unknown_name("attack", base.strip(), ATTACKS)
+    if not at:
+        return key, None, None
+    label, spec = parse_gradient(suffix)
+    return key, label, spec
+
+
 def make_attack(name: str, model: nn.Module, eps: float, **overrides: Any) -> Attack:
     """Build the registered attack ``name`` on ``model`` with budget ``eps`` (pixel units).
 
     ``overrides`` replace the registered settings or set base-class options (``eot``, ``surrogate``,
-    ``targeted``, ``loss``). The returned attack's ``name`` is the registry name.
+    ``targeted``, ``loss``). ``name`` may carry a gradient suffix (``"pgd7@rga"``, ``"pgd7@triangle-0.5"``), which
+    sets ``surrogate`` and takes precedence over a ``surrogate`` override. The returned attack's ``name`` is the
+    registry name, with the canonical suffix if one was given.
 
     >>> atk = make_attack("pgd7", model, eps=8/255, eot=10)   # doctest: +SKIP
+    >>> atk = make_attack("pgd7@rga", model, eps=8/255)       # atk.name == "pgd7@rga"   # doctest: +SKIP
     """
-    key = _key(name)
-    if key is None:
-        raise unknown_name("attack", name, ATTACKS)
+    key, label, gradient = _split(name)
+    if label is not None:
+        overrides["surrogate"] = gradient
     spec = ATTACKS[key]
     try:
         attack = spec.cls(model, eps, **{**spec.settings, **overrides})
     except TypeError as e:
         raise ValueError(f"bad settings for attack {key!r} ({spec.cls.__name__}): {e}") from None
-    attack.name = key
+    attack.name = key if label is None else f"{key}@{label}"
     return attack
 
 
-def parse_attack_list(names: str | Iterable[str]) -> list[str]:
-    """Turn ``"fgsm,pgd7"`` (or a list of names) into a list of registered names, in order, without repeats.
+def adaptive_attacks(base_name: str, model: nn.Module, eps: float, variants: Sequence[Any] | None = None,
+                     **overrides: Any) -> list[Attack]:
+    """One ``base_name`` attack per gradient variant, named ``"<base>@<gradient>"`` (``pgd7@triangle-0.5``).
 
-    Raises ``ValueError`` on an empty list or an unknown name (listing the valid ones).
+    Args:
+        base_name: a registered attack without a gradient suffix (``"pgd7"``, ``"apgd-ce"``).
+        model, eps: as :func:`make_attack`.
+        variants: ``surrogate=`` values (names, dicts, instances, ``"bptr"``, ``"rga"``, ``"ann"``); default
+            :data:`GRADIENT_VARIANTS`, the 19 of Özdenizci & Legenstein.
+        overrides: settings for every attack (not ``surrogate``).
+
+    Pass the list to :func:`spikeshield.evaluation.evaluate` for the per-sample worst case over gradients:
+
+    >>> evaluate(model, x, y, attacks=adaptive_attacks("pgd7", model, 8/255), eps=8/255)   # doctest: +SKIP
+    """
+    if "@" in base_name:
+        raise ValueError(f"adaptive_attacks takes an attack name without a gradient suffix; got {base_name!r}")
+    if "surrogate" in overrides:
+        raise ValueError("adaptive_attacks sets the gradient of each attack from `variants`; do not pass surrogate=")
+    variants = GRADIENT_VARIANTS if variants is None else list(variants)
+    if not variants:
+        raise ValueError("adaptive_attacks needs at least one gradient variant")
+    labels = [gradient_label(v) for v in variants]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"gradient variants repeat: {repeated}")
+    attacks = []
+    for label, variant in zip(labels, variants, strict=True):
+        attack = make_attack(base_name, model, eps, surrogate=variant, **overrides)
+        attack.name = f"{attack.name}@{label}"
+        attacks.append(attack)
+    return attacks
+
+
+def parse_attack_list(names: str | Iterable[str]) -> list[str]:
+    """Turn ``"fgsm,pgd7@rga"`` (or a list of names) into a list of registered names, in order, without repeats.
+
+    A gradient suffix is kept, in its canonical spelling (``PGD-7@RGA`` -> ``pgd7@rga``). Raises ``ValueError``
+    on an empty list or an unknown name (listing the valid ones).
     """
     items = names.split(",") if isinstance(names, str) else list(names)
     out: list[str] = []
     for item in items:
         if isinstance(item, str) and not item.strip():
             continue
-        key = _key(item)
-        if key is None:
-            raise unknown_name("attack", item.strip(), ATTACKS)
+        key, label, _ = _split(item)
+        key = key if label is None else f"{key}@{label}"
         if key not in out:
             out.append(key)
     if not out:

@@ -1,13 +1,25 @@
 """Spiking neurons, surrogate gradients, PSC synapses, recording and the attacker's gradient modes."""
 
 from spikeshield.neurons.base import SpikingNeuron
-from spikeshield.neurons.gradients import active_surrogate, gradient_mode, spike
+from spikeshield.neurons.gradients import (
+    BACKWARD_MODES,
+    BPTR,
+    RGA,
+    BackwardMode,
+    RateParameters,
+    active_mode,
+    active_surrogate,
+    gradient_mode,
+    make_gradient,
+    spike,
+)
 from spikeshield.neurons.lif import LIF, LIFParameters, lif_step
 from spikeshield.neurons.recording import Recording, record
 from spikeshield.neurons.registry import NEURONS, make_neuron, register_neuron
 from spikeshield.neurons.surrogate import (
     SURROGATES,
     ArcTan,
+    Exponential,
     Rectangle,
     Sigmoid,
     StraightThrough,
@@ -18,7 +30,8 @@ from spikeshield.neurons.surrogate import (
 from spikeshield.neurons.synapse import PSC, psc_kernel
 
 __all__ = [
-    "LIF", "NEURONS", "PSC", "SURROGATES", "ArcTan", "LIFParameters", "Recording", "Rectangle", "Sigmoid",
-    "SpikingNeuron", "StraightThrough", "Surrogate", "Triangle", "active_surrogate", "gradient_mode", "lif_step",
+    "BACKWARD_MODES", "BPTR", "LIF", "NEURONS", "PSC", "RGA", "SURROGATES", "ArcTan", "BackwardMode", "Exponential",
+    "LIFParameters", "RateParameters", "Recording", "Rectangle", "Sigmoid", "SpikingNeuron", "StraightThrough",
+    "Surrogate", "Triangle", "active_mode", "active_surrogate", "gradient_mode", "lif_step", "make_gradient",
     "make_neuron", "make_surrogate", "psc_kernel", "record", "register_neuron", "spike",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spikeshield.neurons.gradients import active_surrogate
+from spikeshield.neurons.gradients import BackwardMode, RateParameters, active_mode, active_surrogate
 from spikeshield.neurons.recording import emit
 from spikeshield.neurons.surrogate import Surrogate
 from spikeshield.neurons.synapse import PSC
@@ -20,6 +20,9 @@ class SpikingNeuron(nn.Module):
     :meth:`step` (one time step, state in and out, spike through
     :func:`spikeshield.neurons.gradients.spike`); they may override :meth:`run` with a faster fused kernel that
     gives the same forward and gradients. State is created inside ``forward`` and dropped after (DESIGN 2).
+
+    A neuron supports the attacker's rate-based backward modes (BPTR, RGA; METHODS 7) by returning its leak,
+    threshold and input scale from :meth:`rate_parameters`; its spikes must then be ``membrane > theta``.
     """
 
     is_stochastic: bool = False
@@ -47,8 +50,40 @@ class SpikingNeuron(nn.Module):
         emit(self, "spikes", spikes)
         return (self.synapse(spikes) if self.synapse is not None else spikes), torch.stack(membrane)
 
+    def rate_parameters(self) -> RateParameters:
+        """Leak, threshold and input scale for the rate-based backward modes; neurons that support them override."""
+        raise NotImplementedError
+
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         """Spikes (or their PSC, with a synapse) ``[T, B, ...]`` for input currents ``[T, B, ...]``."""
+        mode = active_mode()
+        if mode is not None:
+            return self._forward_in_mode(current, mode)
         out, membrane = self.run(current, active_surrogate(self.surrogate))
         emit(self, "membrane", membrane)
         return out
+
+    def _forward_in_mode(self, current: torch.Tensor, mode: BackwardMode) -> torch.Tensor:
+        """The exact output (computed without a graph) carrying the mode's gradient ``dL/dI = factor * dL/ds``.
+
+        ``out + (h - h.detach())`` with ``h = PSC(current * factor)`` (or ``current * factor`` without a synapse):
+        the added term is exactly zero, so the value is the default forward's to the bit, and the gradient flows
+        through the PSC filter, then through the mode's diagonal factor.
+        """
+        try:
+            p = self.rate_parameters()
+        except NotImplementedError:
+            raise NotImplementedError(
+                f"neuron {type(self).__name__} does not support the backward mode {mode.name!r}: it defines no "
+                f"rate_parameters() (leak, threshold, input scale); use a surrogate gradient instead") from None
+        with torch.no_grad():
+            out, membrane = self.run(current, self.surrogate)
+        emit(self, "membrane", membrane)
+        if not (torch.is_grad_enabled() and current.requires_grad):
+            return out
+        with torch.no_grad():
+            factor = mode.factor(current, membrane > p.theta, p)
+        carrier = current * factor
+        if self.synapse is not None:
+            carrier = getattr(self.synapse, "filter", self.synapse)(carrier)
+        return out + (carrier - carrier.detach())

@@ -16,7 +16,7 @@ import torch
 
 from spikeshield.neurons import lif_kernels
 from spikeshield.neurons.base import SpikingNeuron
-from spikeshield.neurons.gradients import spike
+from spikeshield.neurons.gradients import RateParameters, spike
 from spikeshield.neurons.recording import emit, recording
 from spikeshield.neurons.surrogate import Sigmoid, Surrogate, make_surrogate
 from spikeshield.neurons.synapse import PSC
@@ -173,6 +173,10 @@ class LIF(SpikingNeuron):
     def step(self, current, state, surrogate):
         """One step of :func:`lif_step`."""
         return lif_step(current, state, self.p, surrogate)
+
+    def rate_parameters(self) -> RateParameters:
+        """Leak ``lambda = 1 - 1/tau_m``, threshold and input scale ``c``, for the BPTR / RGA backward modes."""
+        return RateParameters(decay=self.p.decay, theta=self.p.theta, input_scale=self.p.input_scale)
 
     def run(self, current: torch.Tensor, surrogate: Surrogate) -> tuple[torch.Tensor, torch.Tensor]:
         """All steps, and the synapse, in one fused autograd node (the fast default path)."""

@@ -71,6 +71,17 @@ class Rectangle(Surrogate):
 
 
 @dataclass(frozen=True)
+class Exponential(Surrogate):
+    """``a exp(-g |v|)`` (Özdenizci & Legenstein 2024's attacker surrogates: a in {0.3, 1}, g in {0.5, 1, 2})."""
+
+    a: float = 1.0
+    g: float = 1.0
+
+    def derivative(self, v: torch.Tensor) -> torch.Tensor:
+        return torch.exp(v.abs() * -self.g).mul_(self.a)
+
+
+@dataclass(frozen=True)
 class StraightThrough(Surrogate):
     """Identity backward: dH/dv taken as 1 everywhere (an attacker's gradient mode, METHODS 7)."""
 
@@ -83,6 +94,7 @@ SURROGATES: dict[str, type[Surrogate]] = {
     "arctan": ArcTan,
     "triangle": Triangle,
     "rectangle": Rectangle,
+    "exponential": Exponential,
     "straight_through": StraightThrough,
 }
 

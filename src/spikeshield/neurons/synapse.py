@@ -26,12 +26,16 @@ class PSC(nn.Module):
         self.tau_s = float(tau_s)
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
-        """Filtered currents ``[T, B, ...]``."""
-        T = spikes.shape[0]
-        kernel = psc_kernel(T, self.tau_s, spikes.device, spikes.dtype)
-        out = (kernel @ spikes.reshape(T, -1)).reshape(spikes.shape)
+        """Filtered currents ``[T, B, ...]`` (recorded by :func:`~spikeshield.neurons.recording.record`)."""
+        out = self.filter(spikes)
         emit(self, "psc", out)
         return out
+
+    def filter(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The filter alone, ``[T, B, ...]`` -> ``[T, B, ...]``, without recording (a pure function of its input)."""
+        T = spikes.shape[0]
+        kernel = psc_kernel(T, self.tau_s, spikes.device, spikes.dtype)
+        return (kernel @ spikes.reshape(T, -1)).reshape(spikes.shape)
 
     def extra_repr(self) -> str:
         return f"tau_s={self.tau_s}"
