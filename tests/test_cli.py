@@ -44,6 +44,21 @@ def test_eval_writes_json_and_report(trained_run, capsys):
     assert "spikeshield eval" in (out / "eval.md").read_text()
 
 
+def test_eval_autoattack_cascade_with_state_file_and_gradient_suffix(trained_run):
+    out, state = trained_run / "aa", trained_run / "aa" / "state.json"
+    code = main(["eval", "--checkpoint", str(trained_run / "model"), "--attacks", "autoattack,pgd7@rga",
+                 "--n-examples", "6", "--batch-size", "3", "--out", str(out), "--state-file", str(state),
+                 "--no-progress"])
+    assert code == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert result["cascade"] is True
+    assert list(result["robust_acc"]) == ["apgd-ce", "apgd-t", "fab-t", "square", "pgd7@rga"]
+    assert result["attacks"]["pgd7@rga"]["surrogate"] == "rga"
+    assert json.loads(state.read_text())["batches_done"] == 2
+    accs = list(result["robust_acc"].values())
+    assert accs == sorted(accs, reverse=True) and result["worst_case_acc"] == accs[-1]
+
+
 @pytest.mark.parametrize(
     "argv,words",
     [
@@ -66,3 +81,4 @@ def test_list_names_the_registries(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "lenet" in out and "pgd7" in out and "rsc2" in out and "fashion_mnist" in out
+    assert "autoattack-rand" in out and "rga" in out and "square" in out

@@ -1,7 +1,8 @@
-"""Command line: ``spikeshield train | eval | data | list``.
+"""Command line: ``spikeshield train | eval | audit | data | list``.
 
     spikeshield train --config configs/quick.yaml
     spikeshield eval --checkpoint runs/quick/model --attacks fgsm,pgd7 --eps 8/255 --n-examples 1000
+    spikeshield audit --checkpoint runs/quick/model --eps 8/255 --n-examples 256
 """
 
 from __future__ import annotations
@@ -28,27 +29,55 @@ def _train(args: argparse.Namespace) -> None:
     print(f"checkpoint: {result.checkpoint}")
 
 
-def _eval(args: argparse.Namespace) -> None:
+def _load_for_attack(args: argparse.Namespace):
+    """The checkpoint's model, the first ``--n-examples`` images of ``--split`` in [0, 1], their labels, and the
+    command line (shared by ``eval`` and ``audit``)."""
     from spikeshield import checkpoint
     from spikeshield.data import load_dataset
-    from spikeshield.evaluation import evaluate
-    from spikeshield.report import print_table, write_report
-    from spikeshield.validation import parse_eps
 
-    eps = parse_eps(args.eps)
     model = checkpoint.load(args.checkpoint, device=args.device)
     data = load_dataset(model.info.name, args.split, data_dir=args.data_dir)
     n = min(args.n_examples or len(data), len(data))
     x, y = data.gather(slice(0, n)).float().div_(255), data.labels[:n]
     command = "spikeshield " + " ".join(shlex.quote(a) for a in args.argv)
+    return model, x, y, command
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from spikeshield.evaluation import evaluate
+    from spikeshield.report import print_table, write_report
+    from spikeshield.validation import parse_eps
+
+    eps = parse_eps(args.eps)
+    model, x, y, command = _load_for_attack(args)
     result = evaluate(model, x, y, attacks=args.attacks, eps=eps, batch_size=args.batch_size, seed=args.seed,
-                      progress=not args.no_progress, eot=args.eot, command=command)
+                      progress=not args.no_progress, eot=args.eot, surrogate=args.gradient, cascade=args.cascade,
+                      state_file=args.state_file, command=command)
     print_table(result)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
     result.save_json(out / "eval.json")
     write_report(result, out / "eval.md")
     print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
+
+
+def _audit(args: argparse.Namespace) -> None:
+    from spikeshield.evaluation import audit
+    from spikeshield.validation import parse_eps
+
+    eps = parse_eps(args.eps)
+    blackbox = None if args.blackbox.strip().lower() in ("none", "") else args.blackbox
+    optional = {k: v for k, v in (("n_random", args.n_random), ("n_queries", args.n_queries)) if v is not None}
+    model, x, y, command = _load_for_attack(args)
+    report = audit(model, x, y, eps=eps, attacks=args.attacks, blackbox=blackbox, eot=args.eot, seed=args.seed,
+                   progress=not args.no_progress, batch_size=args.batch_size, command=command, **optional)
+    print(report.table(), end="")
+    print(f"flags raised: {', '.join(sorted(report.flags)) or 'none'}")
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    out.mkdir(parents=True, exist_ok=True)
+    report.save_json(out / "audit.json")
+    report.save_markdown(out / "audit.md")
+    print(f"wrote {out / 'audit.json'} and {out / 'audit.md'}")
 
 
 def _data(args: argparse.Namespace) -> None:
@@ -62,13 +91,16 @@ def _data(args: argparse.Namespace) -> None:
 
 def _list(_: argparse.Namespace) -> None:
     from spikeshield.attacks import ATTACKS
+    from spikeshield.attacks.ensemble import SUITES
     from spikeshield.data import DATASETS
     from spikeshield.encoding import ENCODERS
+    from spikeshield.evaluation.audit import CHECKS
     from spikeshield.models import MODELS
-    from spikeshield.neurons import NEURONS, SURROGATES
+    from spikeshield.neurons import BACKWARD_MODES, NEURONS, SURROGATES
 
     for title, names in [("models", MODELS), ("neurons", NEURONS), ("surrogates", SURROGATES),
-                         ("encoders", ENCODERS), ("attacks", ATTACKS), ("datasets", DATASETS)]:
+                         ("gradients", [*SURROGATES, *BACKWARD_MODES, "ann"]), ("encoders", ENCODERS),
+                         ("attacks", ATTACKS), ("suites", SUITES), ("datasets", DATASETS), ("audit", CHECKS)]:
         print(f"{title:11} {', '.join(sorted(names))}")
 
 
@@ -87,12 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a checkpoint under attacks")
     p.add_argument("--checkpoint", required=True, help="checkpoint directory written by training")
-    p.add_argument("--attacks", default="fgsm,pgd7", help="comma list of attack names (spikeshield list)")
+    p.add_argument("--attacks", default="fgsm,pgd7",
+                   help="comma list of attack names, name@gradient (pgd7@rga) or a suite: autoattack, "
+                        "autoattack-standard, autoattack-rand (spikeshield list)")
     p.add_argument("--eps", default="8/255", help="L-inf budget in pixel units, e.g. 8/255")
     p.add_argument("--n-examples", type=int, default=None, help="first N test images (default: all)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eot", type=int, default=None, help="EOT draws (default: 1, or 10 for stochastic models)")
+    p.add_argument("--gradient", default=None,
+                   help="the attacker's backward pass for names without @: a surrogate (triangle), bptr, rga, ann")
+    p.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=None,
+                   help="run each attack only on points still robust (default: only for an autoattack suite)")
+    p.add_argument("--state-file", default=None,
+                   help="JSON progress file: an interrupted evaluation resumes from it with the same result")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
     p.add_argument("--device", default="cpu")
@@ -100,12 +140,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_eval)
 
+    p = sub.add_parser("audit", help="check a checkpoint for gradient obfuscation (docs/flags.md)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory written by training")
+    p.add_argument("--eps", default="8/255", help="L-inf budget in pixel units, e.g. 8/255")
+    p.add_argument("--attacks", default="fgsm,pgd20",
+                   help="white-box attacks at eps: a single-step and an iterative one (spikeshield list)")
+    p.add_argument("--blackbox", default="square", help="black-box attack name (square, gaussian) or none")
+    p.add_argument("--n-queries", type=int, default=None, help="query budget of the black-box attack (default 1000)")
+    p.add_argument("--n-random", type=int, default=None,
+                   help="random points per image in the eps-ball (default 32; 0 skips the check)")
+    p.add_argument("--n-examples", type=int, default=256, help="first N test images (default: 256)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eot", type=int, default=None, help="EOT draws (default: 1, or 10 for stochastic models)")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help="directory for audit.json and audit.md (default: next to checkpoint)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_audit)
+
     p = sub.add_parser("data", help="locate (or download) a dataset and print what was found")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=_data)
 
-    p = sub.add_parser("list", help="list models, neurons, surrogates, encoders, attacks and datasets")
+    p = sub.add_parser("list", help="list models, neurons, surrogates, encoders, attacks, datasets and audit checks")
     p.set_defaults(func=_list)
     return parser
 

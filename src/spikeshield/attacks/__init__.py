@@ -7,21 +7,36 @@
 >>> atk = EOT(PGD(model, eps=8/255), 10)           # == PGD(model, eps=8/255, eot=10)   # doctest: +SKIP
 >>> x_adv = PGD(with_bpda(quantise, model), eps=8/255)(x, y)   # BPDA through a preprocessing   # doctest: +SKIP
 >>> x_adv = Transfer(model, eps=8/255, source=other_model, attack="pgd7")(x, y)   # black-box   # doctest: +SKIP
+>>> x_adv = Square(model, eps=8/255, n_queries=5000)(x, y)        # score-based black-box   # doctest: +SKIP
+>>> x_adv = make_attack("pgd7@rga", model, eps=8/255)(x, y)       # another gradient   # doctest: +SKIP
+>>> result = evaluate(model, x, y, attacks=[AutoAttack(model, 8/255)])   # the cascade   # doctest: +SKIP
 """
 
 from spikeshield.attacks.apgd import APGD, APGDT
 from spikeshield.attacks.base import LOSSES, Attack
 from spikeshield.attacks.bim import BIM
-from spikeshield.attacks.bpda import BPDA, BPDAModel, with_bpda
+from spikeshield.attacks.bpda import BPDA, ANNGradientModel, BPDAModel, with_ann_gradients, with_bpda
 from spikeshield.attacks.cw import CW
+from spikeshield.attacks.ensemble import AutoAttack
 from spikeshield.attacks.eot import EOT
+from spikeshield.attacks.fab import FAB
 from spikeshield.attacks.fgsm import FGSM
 from spikeshield.attacks.mifgsm import MIFGSM
 from spikeshield.attacks.noise import GaussianNoise
 from spikeshield.attacks.pgd import PGD
-from spikeshield.attacks.registry import ATTACKS, AttackSpec, make_attack, parse_attack_list
+from spikeshield.attacks.registry import (
+    ATTACKS,
+    GRADIENT_VARIANTS,
+    AttackSpec,
+    adaptive_attacks,
+    make_attack,
+    parse_attack_list,
+)
 from spikeshield.attacks.rfgsm import RFGSM
+from spikeshield.attacks.square import Square
 from spikeshield.attacks.transfer import Transfer
 
-__all__ = ["APGD", "APGDT", "ATTACKS", "BIM", "BPDA", "CW", "EOT", "FGSM", "LOSSES", "MIFGSM", "PGD", "RFGSM", "Attack",
-           "AttackSpec", "BPDAModel", "GaussianNoise", "Transfer", "make_attack", "parse_attack_list", "with_bpda"]
+__all__ = ["APGD", "APGDT", "ATTACKS", "BIM", "BPDA", "CW", "EOT", "FAB", "FGSM", "GRADIENT_VARIANTS", "LOSSES",
+           "MIFGSM", "PGD", "RFGSM", "ANNGradientModel", "Attack", "AttackSpec", "AutoAttack", "BPDAModel",
+           "GaussianNoise", "Square", "Transfer", "adaptive_attacks", "make_attack", "parse_attack_list",
+           "with_ann_gradients", "with_bpda"]

@@ -17,6 +17,9 @@ apgd-t     APGDT   100 x 9       2 eps, auto   Croce & Hein 2020; targeted DLR, 
 gaussian   Gauss.  0             -             purification paper's "level 20" noise: std 20/255
 cw-pgd     PGD     30            0.01          PGD with the CW margin loss (Carlini & Wagner 2017); random start
 cw         CW      50 x 5        Adam lr 0.01  Carlini & Wagner 2017, L2; c = 1, 5 binary-search rounds (purif. paper)
+square     Square  5000 queries  p_init 0.8    Andriushchenko et al. 2020; score-based, no gradients (AutoAttack)
+fab        FAB     100           -             Croce & Hein 2020; untargeted, 1 restart
+fab-t      FAB     100 x 9       -             Croce & Hein 2020; targeted, top-9 other classes (AutoAttack)
 =========  ======  ============  ============  =======================================================
 
 Names are matched ignoring case, surrounding spaces, ``-`` and ``_`` (``APGD_CE``, ``pgd-7``); the registered
@@ -44,11 +47,13 @@ from spikeshield.attacks.apgd import APGD, APGDT
 from spikeshield.attacks.base import Attack
 from spikeshield.attacks.bim import BIM
 from spikeshield.attacks.cw import CW
+from spikeshield.attacks.fab import FAB
 from spikeshield.attacks.fgsm import FGSM
 from spikeshield.attacks.mifgsm import MIFGSM
 from spikeshield.attacks.noise import GaussianNoise
 from spikeshield.attacks.pgd import PGD
 from spikeshield.attacks.rfgsm import RFGSM
+from spikeshield.attacks.square import Square
 from spikeshield.neurons.gradients import BACKWARD_MODES, gradient_name, gradient_names, make_gradient
 from spikeshield.neurons.surrogate import SURROGATES
 from spikeshield.validation import unknown_name
@@ -82,6 +87,11 @@ ATTACKS: dict[str, AttackSpec] = {
                          "Carlini & Wagner, S&P 2017 margin loss in L-inf PGD (Madry et al. 2018); alpha as pgd7"),
     "cw": AttackSpec(CW, {"c": 1.0, "kappa": 0.0, "steps": 50, "lr": 0.01, "binary_steps": 5},
                      "Carlini & Wagner, S&P 2017 (L2); 50 Adam steps of lr 0.01 as the image-purification paper"),
+    "square": AttackSpec(Square, {"n_queries": 5000, "p_init": 0.8, "restarts": 1},
+                         "Andriushchenko et al., ECCV 2020; AutoAttack's settings"),
+    "fab": AttackSpec(FAB, {"steps": 100, "restarts": 1, "n_target_classes": 0}, "Croce & Hein, ICML 2020"),
+    "fab-t": AttackSpec(FAB, {"steps": 100, "restarts": 1, "n_target_classes": 9},
+                        "Croce & Hein, ICML 2020; AutoAttack's FAB-T"),
 }
 
 #: normalised spelling -> registered name

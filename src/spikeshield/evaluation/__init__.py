@@ -5,12 +5,15 @@
 >>> sweep = eps_sweep(model, x, y, eps_list=(0, 4/255, 8/255))       # doctest: +SKIP
 >>> agcs(model, x, y).mean                                           # doctest: +SKIP
 >>> errors = layer_errors(model, x, x_adv, trace="psc")              # doctest: +SKIP
+>>> report = audit(model, x, y, eps=8/255); report.flags            # doctest: +SKIP
 """
 
+from spikeshield.evaluation.audit import AUDIT_SCHEMA, AuditReport, audit, flags_from_result
 from spikeshield.evaluation.metrics import AGCSResult, agcs, layer_errors, perturbation_cosine, qte, qte_from_result
 from spikeshield.evaluation.result import SCHEMA, EvalResult
 from spikeshield.evaluation.robustness import DEFAULT_EOT, evaluate
 from spikeshield.evaluation.sweep import SWEEP_SCHEMA, SweepResult, eps_sweep
 
-__all__ = ["DEFAULT_EOT", "SCHEMA", "SWEEP_SCHEMA", "AGCSResult", "EvalResult", "SweepResult", "agcs", "eps_sweep",
-           "evaluate", "layer_errors", "perturbation_cosine", "qte", "qte_from_result"]
+__all__ = ["AUDIT_SCHEMA", "DEFAULT_EOT", "SCHEMA", "SWEEP_SCHEMA", "AGCSResult", "AuditReport", "EvalResult",
+           "SweepResult", "agcs", "audit", "eps_sweep", "evaluate", "flags_from_result", "layer_errors",
+           "perturbation_cosine", "qte", "qte_from_result"]

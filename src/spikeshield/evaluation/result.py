@@ -26,8 +26,10 @@ class EvalResult:
     audit uses). ``worst_case_acc`` counts samples correct clean and under every attack; ``mra`` is the minimum of
     ``robust_acc`` over attacks (None without attacks). ``number_forward_passes`` counts images sent through the
     model (``"clean"``, each attack and ``"total"``); ``time_s`` the seconds per attack and ``"total"``.
-    ``per_sample`` holds per-sample correctness flags (``"clean"`` and each attack, adversarial correctness); it is
-    kept out of the JSON unless asked for.
+    With ``cascade`` each attack ran only on the points still robust after the attacks before it, so
+    ``robust_acc[a]`` (and ``adv_acc[a]``) is the accuracy left after ``a`` and all earlier attacks, and ``mra``
+    equals ``worst_case_acc``. ``per_sample`` holds per-sample correctness flags (``"clean"`` and each attack,
+    adversarial correctness); it is kept out of the JSON unless asked for.
     """
 
     model: dict[str, Any]
@@ -50,6 +52,7 @@ class EvalResult:
     git_commit: str | None = None
     date: str = ""
     command: str | None = None
+    cascade: bool = False
     per_sample: dict[str, list[bool]] | None = field(default=None, repr=False)
 
     def to_dict(self, per_sample: bool = False) -> dict[str, Any]:

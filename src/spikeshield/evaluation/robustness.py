@@ -1,12 +1,16 @@
 """Robust accuracy with per-sample worst-case accounting (the auto-attack evaluation discipline).
 
-Every attack runs on every sample, so each attack's own robust accuracy is reported; a sample counts towards the
-worst case only if it is classified correctly clean and under every attack. MRA is the minimum robust accuracy over
-the attacks.
+Two ways to run a list of attacks. By default every attack runs on every sample, so each attack's own robust
+accuracy is reported (the papers' per-attack columns) and MRA is their minimum. With ``cascade=True`` (AutoAttack's
+way, and the default for an :class:`~spikeshield.attacks.AutoAttack` suite) each attack runs only on the points still
+robust after the ones before it, which costs little more than the strongest member. Either way a sample counts
+towards the worst case only if it is classified correctly clean and under every attack.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 import time
 import warnings
@@ -21,6 +25,7 @@ from torch import nn
 from spikeshield.attacks.base import Attack, check_labels
 from spikeshield.attacks.registry import make_attack, parse_attack_list
 from spikeshield.evaluation.result import EvalResult
+from spikeshield.evaluation.resume import EvalState, run_fingerprint
 from spikeshield.validation import check_eps
 
 #: EOT draws per gradient used on stochastic models when ``evaluate(..., eot=None)``
@@ -31,7 +36,7 @@ def evaluate(
     model: nn.Module,
     x_or_batches: torch.Tensor | Iterable[tuple[torch.Tensor, torch.Tensor]],
     y: torch.Tensor | None = None,
-    attacks: str | Sequence[str | Attack] = ("fgsm", "pgd7"),
+    attacks: str | Attack | Sequence[str | Attack] = ("fgsm", "pgd7"),
     eps: float = 8 / 255,
     batch_size: int = 256,
     seed: int = 0,
@@ -40,6 +45,8 @@ def evaluate(
     eot: int | None = None,
     surrogate: Any = None,
     n_examples: int | None = None,
+    cascade: bool | None = None,
+    state_file: str | os.PathLike | None = None,
     command: str | None = None,
 ) -> EvalResult:
     """Clean accuracy, robust accuracy per attack, per-sample worst case and MRA of ``model``.
@@ -50,8 +57,10 @@ def evaluate(
         x_or_batches: images ``[N, C, H, W]`` (then ``y`` ``[N]`` is required) or an iterable of ``(x, y)`` batches
             (e.g. a DataLoader). Batches are re-cut to ``batch_size``, so both forms give the same result.
         y: labels for tensor input.
-        attacks: registry names (a list or a comma string such as ``"fgsm,pgd7"``) or :class:`Attack` instances,
-            which are used as given (their eps must equal ``eps``).
+        attacks: registry names (a list or a comma string such as ``"fgsm,pgd7"``; ``"autoattack"``,
+            ``"autoattack-standard"`` and ``"autoattack-rand"`` name the AutoAttack suites) or :class:`Attack`
+            instances, used as given (their eps must equal ``eps``). An :class:`~spikeshield.attacks.AutoAttack`
+            contributes its members, each reported under its own name.
         eps: L-inf budget in pixel units.
         batch_size: images per attack call.
         seed: the global torch RNG is seeded with it once at the start (``torch.manual_seed(seed)``), so random
@@ -61,13 +70,23 @@ def evaluate(
             stochastic one (``model.is_stochastic``). A stochastic model attacked with ``eot=1`` gets a warning.
         surrogate: backward pass for the registry attacks (see :class:`Attack`); None keeps the model's own.
         n_examples: stop after this many examples (None: all).
+        cascade: run each attack only on the points still robust after the attacks before it. ``robust_acc[a]``
+            is then the accuracy left after ``a`` and every attack before it, and the cost is about that of the
+            strongest attack. None (default): True if an AutoAttack suite is among ``attacks``, else False (each
+            attack on every point, so each column is that attack's own robust accuracy).
+        state_file: a JSON file updated after every batch; if it exists (from an interrupted call of the same
+            evaluation) the finished batches are skipped and the result equals an uninterrupted run.
         command: the command line that ran the evaluation, recorded in the result and the report.
 
     Returns:
-        :class:`EvalResult` (accuracies as fractions in [0, 1]).
+        :class:`EvalResult` (accuracies as fractions in [0, 1]). Its ``flags`` are the obfuscation flags the
+        evaluation shows on its own (:func:`~spikeshield.evaluation.audit.flags_from_result`: a single-step attack
+        beating an iterative one, a black-box beating the white-box ones, a stochastic model);
+        :func:`~spikeshield.evaluation.audit` runs the whole checklist.
 
     >>> result = evaluate(model, x, y, attacks="fgsm,pgd7", eps=8/255)   # doctest: +SKIP
     >>> result.save_json("run/eval.json")                                # doctest: +SKIP
+    >>> evaluate(model, x, y, attacks="autoattack", state_file="run/aa-state.json")   # doctest: +SKIP
     """
     eps = check_eps(eps)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -77,65 +96,117 @@ def evaluate(
     stochastic = bool(getattr(model, "is_stochastic", False))
     if eot is None:
         eot = DEFAULT_EOT if stochastic else 1
-    named = _build_attacks(model, attacks, eps, eot=eot, surrogate=surrogate)
+    named, has_suite = _build_attacks(model, attacks, eps, eot=eot, surrogate=surrogate)
+    cascade = has_suite if cascade is None else bool(cascade)
     _warn_about(model, named, stochastic)
 
     torch.manual_seed(seed)
     device = _device_of(model)
     classes = getattr(getattr(model, "info", None), "num_classes", None) or getattr(model, "num_classes", None)
-    flags: dict[str, list[torch.Tensor]] = {"clean": [], **{name: [] for name in named}}
-    passes = {"clean": 0, **{name: 0 for name in named}}
-    seconds = {name: 0.0 for name in named}
-    n_clean, n_seen, started = 0, 0, time.perf_counter()
+    fingerprint = run_fingerprint(model=getattr(model, "config", None) or type(model).__name__, eps=eps, seed=seed,
+                                  attacks={n: a.settings() for n, a in named.items()}, batch_size=batch_size,
+                                  n_examples=n_examples, cascade=cascade, data=_data_fingerprint(x_or_batches, y))
+    state = EvalState.load_or_new(state_file, fingerprint)
+    if not state.flags:
+        state.flags = {"clean": [], **{name: [] for name in named}}
+        state.passes = {"clean": 0, **{name: 0 for name in named}}
+        state.seconds = {name: 0.0 for name in named}
+    state.restore_rng()
+    started = time.perf_counter() - sum(state.seconds.values())
     bar = _progress_bar(progress, x_or_batches, y, n_examples)
     try:
-        for xb, yb in _rebatch(x_or_batches, y, batch_size, n_examples):
-            xb = xb.to(device)
-            yb = check_labels(yb.to(device), xb.shape[0], classes)
-            with torch.no_grad():
-                clean = model(xb).argmax(1) == yb
-            passes["clean"] += xb.shape[0]
-            flags["clean"].append(clean.cpu())
-            n_clean, n_seen = n_clean + int(clean.sum()), n_seen + clean.numel()
-            for name, attack in named.items():
-                t0, before = time.perf_counter(), attack.forward_passes
-                x_adv = attack(xb, yb)
-                _check_adversarial(x_adv, xb, eps, name)
-                with torch.no_grad():
-                    correct = model(x_adv).argmax(1) == yb
-                seconds[name] += time.perf_counter() - t0
-                passes[name] += attack.forward_passes - before + xb.shape[0]
-                flags[name].append(correct.cpu())
+        for index, (xb, yb) in enumerate(_rebatch(x_or_batches, y, batch_size, n_examples)):
+            if index >= state.batches_done:
+                _attack_batch(model, named, xb.to(device), yb, eps, classes, cascade, state)
+                state.batches_done += 1
+                if state_file is not None:
+                    state.save(state_file)
             bar.update(xb.shape[0])
-            bar.set_postfix(clean_acc=f"{n_clean / n_seen:.3f}")
+            clean = state.flags["clean"]
+            bar.set_postfix(clean_acc=f"{sum(clean) / max(len(clean), 1):.3f}")
     finally:
         bar.close()
     total_s = time.perf_counter() - started
-    if not flags["clean"]:
+    if not state.flags["clean"]:
         raise ValueError("no examples to evaluate: the data is empty")
-    return _summarise(model, named, eps, seed, flags, passes, seconds, total_s, device, command)
+    per = {name: torch.tensor(flags, dtype=torch.bool) for name, flags in state.flags.items()}
+    result = _summarise(model, named, eps, seed, per, state.passes, state.seconds, total_s, device, command, cascade)
+    from spikeshield.evaluation.audit import flags_from_result  # the audit builds on evaluate
+
+    result.flags = sorted(flags_from_result(result, model))
+    return result
+
+
+def _attack_batch(model, named: dict[str, Attack], xb: torch.Tensor, yb: torch.Tensor, eps: float, classes,
+                  cascade: bool, state: EvalState) -> None:
+    """Run the clean pass and every attack on one batch; append the per-sample flags and costs to ``state``."""
+    yb = check_labels(yb.to(xb.device), xb.shape[0], classes)
+    with torch.no_grad():
+        clean = model(xb).argmax(1) == yb
+    state.passes["clean"] += xb.shape[0]
+    state.flags["clean"] += clean.cpu().tolist()
+    robust = clean.clone()
+    for name, attack in named.items():
+        todo = robust.nonzero().squeeze(1) if cascade else torch.arange(xb.shape[0], device=xb.device)
+        correct = torch.zeros_like(clean)
+        if todo.numel():
+            t0, before = time.perf_counter(), attack.forward_passes
+            x_sub, y_sub = xb[todo], yb[todo]
+            x_adv = attack(x_sub, y_sub)
+            _check_adversarial(x_adv, x_sub, eps, name)
+            with torch.no_grad():
+                correct[todo] = model(x_adv).argmax(1) == y_sub
+            state.seconds[name] += time.perf_counter() - t0
+            state.passes[name] += attack.forward_passes - before + todo.numel()
+        robust &= correct
+        state.flags[name] += correct.cpu().tolist()
 
 
 # --------------------------------------------------------------------------------------------------------- helpers
-def _build_attacks(model, attacks, eps: float, *, eot: int, surrogate: Any) -> dict[str, Attack]:
-    """Registry names or Attack instances -> ``{unique name: attack}`` in the given order."""
-    if isinstance(attacks, str | Attack):
-        attacks = [attacks] if isinstance(attacks, Attack) else parse_attack_list(attacks)
-    named: dict[str, Attack] = {}
+def _build_attacks(model, attacks, eps: float, *, eot: int, surrogate: Any) -> tuple[dict[str, Attack], bool]:
+    """Registry names, suites or Attack instances -> ``({unique name: attack}, whether a suite was given)``."""
+    from spikeshield.attacks.ensemble import SUITES, AutoAttack, suite_version
+
+    if isinstance(attacks, str):
+        attacks = [item for item in attacks.split(",") if item.strip()]
+        if not attacks:
+            raise ValueError(f"no attack given; choose registry names or suites ({', '.join(SUITES)})")
+    elif isinstance(attacks, Attack):
+        attacks = [attacks]
+    members: list[tuple[str | None, Attack]] = []
+    has_suite = False
     for item in attacks:
+        if isinstance(item, str) and suite_version(item) is not None:
+            item = AutoAttack(model, eps, version=suite_version(item), eot=None if eot == 1 else eot,
+                              surrogate=surrogate)
+        if isinstance(item, AutoAttack):
+            has_suite = True
+            members += list(item.members.items())
+            continue
         if isinstance(item, Attack):
-            if abs(item.eps - eps) > 1e-12:
-                raise ValueError(f"attack {item.name!r} has eps = {item.eps} but the evaluation eps is {eps}: "
-                                 f"build it with the same eps")
-            attack = item
-        else:
-            (key,) = parse_attack_list([item])
-            attack = make_attack(key, model, eps, eot=eot, surrogate=surrogate)
-        name, k = attack.name, 2
+            members.append((None, item))
+            continue
+        (key,) = parse_attack_list([item])
+        members.append((None, make_attack(key, model, eps, eot=eot, surrogate=surrogate)))
+    named: dict[str, Attack] = {}
+    for given, attack in members:
+        if abs(attack.eps - eps) > 1e-12:
+            raise ValueError(f"attack {attack.name!r} has eps = {attack.eps} but the evaluation eps is {eps}: "
+                             f"build it with the same eps")
+        base = given or attack.name
+        name, k = base, 2
         while name in named:
-            name, k = f"{attack.name}_{k}", k + 1
+            name, k = f"{base}_{k}", k + 1
         named[name] = attack
-    return named
+    return named, has_suite
+
+
+def _data_fingerprint(data, y) -> Any:
+    """What identifies tensor data cheaply (shape, label hash, pixel sum); None for an iterable of batches."""
+    if not isinstance(data, torch.Tensor) or not isinstance(y, torch.Tensor):
+        return None
+    labels = hashlib.sha256(y.detach().cpu().long().numpy().tobytes()).hexdigest()[:16]
+    return [list(data.shape), labels, round(float(data.detach().double().sum()), 6)]
 
 
 def _warn_about(model: nn.Module, named: dict[str, Attack], stochastic: bool) -> None:
@@ -232,11 +303,10 @@ def _check_adversarial(x_adv: torch.Tensor, x: torch.Tensor, eps: float, name: s
         raise RuntimeError(f"attack {name!r} left the eps-ball or [0, 1] (max perturbation {gap:.6g} > {eps:.6g})")
 
 
-def _summarise(model, named, eps, seed, flags, passes, seconds, total_s, device, command) -> EvalResult:
+def _summarise(model, named, eps, seed, per, passes, seconds, total_s, device, command, cascade) -> EvalResult:
     """Turn per-sample flags into the result record."""
     import spikeshield
 
-    per = {name: torch.cat(parts) for name, parts in flags.items()}
     clean = per["clean"]
     robust = {name: clean & per[name] for name in named}
     worst = clean.clone()
@@ -270,6 +340,7 @@ def _summarise(model, named, eps, seed, flags, passes, seconds, total_s, device,
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         command=command,
         per_sample={name: flag.tolist() for name, flag in per.items()},
+        cascade=cascade,
     )
 
 

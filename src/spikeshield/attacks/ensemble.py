@@ -1,0 +1,110 @@
+"""AutoAttack: a fixed, parameter-free ensemble of diverse attacks run as a cascade with per-sample worst case.
+
+Paper: Croce, Hein, "Reliable Evaluation of Adversarial Robustness with an Ensemble of Diverse Parameter-free
+Attacks", ICML 2020; versions and defaults as the authors' reference (fra31/auto-attack ``autoattack.py``):
+
+- ``"standard"``: APGD-CE (100 steps, 1 restart), APGD-T (targeted DLR, 9 target classes), FAB-T (9 target
+  classes), Square (5000 queries, p_init 0.8);
+- ``"rand"``, for randomised defences: APGD-CE and APGD-DLR, each with EOT over 20 draws;
+- ``"auto"`` (ours): ``"rand"`` when ``model.is_stochastic``, else ``"standard"``.
+
+Each member runs only on the points that every member before it failed to fool; a point counts as robust only if it
+survives all of them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from spikeshield.attacks.base import Attack
+from spikeshield.attacks.registry import make_attack
+from spikeshield.validation import unknown_name
+
+#: the members of each version: (registry name, settings that differ from the registry's)
+VERSIONS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
+    "standard": (("apgd-ce", {}), ("apgd-t", {}), ("fab-t", {}), ("square", {})),
+    "rand": (("apgd-ce", {}), ("apgd-dlr", {})),
+}
+
+#: EOT draws per gradient of the ``"rand"`` version (the reference's ``eot_iter``)
+RAND_EOT = 20
+
+#: names under which :func:`spikeshield.evaluation.evaluate` and the CLI accept a suite -> version
+SUITES: dict[str, str] = {"autoattack": "auto", "autoattack-standard": "standard", "autoattack-rand": "rand"}
+
+
+def suite_version(name: str) -> str | None:
+    """The AutoAttack version that ``name`` spells (``"autoattack-rand"`` -> ``"rand"``), or None if not a suite."""
+    return SUITES.get(name.strip().lower().replace("_", "-"))
+
+
+class AutoAttack(Attack):
+    """AutoAttack (L-inf) as one attack: its members run in turn, each on the points not yet fooled.
+
+    Args:
+        model: classifier on ``[B, C, H, W]`` images in [0, 1].
+        eps: L-inf budget in pixel units.
+        version: ``"auto"`` (default: ``"rand"`` for a stochastic model, else ``"standard"``), ``"standard"`` or
+            ``"rand"``.
+        eot: EOT draws for the members' gradients; None: :data:`RAND_EOT` for ``"rand"``, 1 for ``"standard"``.
+        surrogate: the attacker's backward pass for every gradient member (see :class:`Attack`).
+
+    Attributes:
+        members: ``{name: attack}`` in the order they run.
+
+    Called as an attack, it returns per sample the first adversarial point a member finds, else ``x``. For a
+    resumable run with per-member accounting use ``spikeshield.evaluation.evaluate(model, x, y,
+    attacks=AutoAttack(model, eps), state_file=...)``, which runs the same cascade.
+
+    >>> aa = AutoAttack(model, eps=8/255)                # "standard", or "rand" for a stochastic model
+    ...                                                  # doctest: +SKIP
+    >>> result = evaluate(model, x, y, attacks=aa, eps=8/255, state_file="aa.json")   # doctest: +SKIP
+    """
+
+    name = "autoattack"
+
+    def __init__(self, model, eps: float, version: str = "auto", eot: int | None = None, **kwargs) -> None:
+        if kwargs.get("targeted"):
+            raise ValueError("AutoAttack is untargeted (its APGD-T and FAB-T pick their own target classes)")
+        if version not in ("auto", *VERSIONS):
+            raise unknown_name("AutoAttack version", version, ("auto", *VERSIONS))
+        stochastic = bool(getattr(model, "is_stochastic", False))
+        self.version = ("rand" if stochastic else "standard") if version == "auto" else version
+        if eot is None:
+            eot = RAND_EOT if self.version == "rand" else 1
+        super().__init__(model, eps, eot=eot, **kwargs)
+        if stochastic and self.version == "standard":
+            warnings.warn("AutoAttack 'standard' on a stochastic model (model.is_stochastic): its attacks see one "
+                          "random draw per step, which overstates robustness. Use version='rand' (EOT over 20 "
+                          "draws) or version='auto'.", UserWarning, stacklevel=2)
+        self.members: dict[str, Attack] = {
+            key: make_attack(key, model, eps, **{**settings, **self._member_options(key)})
+            for key, settings in VERSIONS[self.version]}
+
+    def _member_options(self, key: str) -> dict[str, Any]:
+        """Base-class options passed to a member (Square, which uses no gradient, takes no surrogate)."""
+        return {"eot": self.eot} if key == "square" else {"eot": self.eot, "surrogate": self.surrogate}
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Run the members as a cascade; keep each point's first adversarial example."""
+        x_adv = x.clone()
+        robust = self.logits(x).argmax(1) == y
+        for attack in self.members.values():
+            todo = robust.nonzero().squeeze(1)
+            if not todo.numel():
+                break
+            before = attack.forward_passes
+            candidate = attack(x[todo], y[todo])
+            fooled = self.logits(candidate).argmax(1) != y[todo]
+            self.forward_passes += attack.forward_passes - before
+            x_adv[todo[fooled]] = candidate[fooled]
+            robust[todo[fooled]] = False
+        return x_adv
+
+    def settings(self) -> dict[str, Any]:
+        """The suite's version and every member's settings."""
+        return {**super().settings(), "version": self.version,
+                "members": {name: attack.settings() for name, attack in self.members.items()}}
