@@ -250,7 +250,10 @@ def test_bad_images_and_labels_are_clear_errors(trained_lenet, batch):
 # ------------------------------------------------------------------------------------------------------ registry
 def test_registry_names_and_settings(trained_lenet):
     assert set(ATTACKS) == {"fgsm", "rfgsm", "bim7", "pgd7", "pgd10", "pgd20", "pgd40", "mifgsm", "apgd-ce",
-                            "apgd-dlr", "apgd-t", "gaussian", "cw-pgd", "cw"}
+                            "apgd-dlr", "apgd-t", "gaussian", "cw-pgd", "cw", "square", "fab", "fab-t"}
+    assert make_attack("square", trained_lenet, EPS).n_queries == 5000
+    fab_t = make_attack("fab-t", trained_lenet, EPS)
+    assert (fab_t.name, fab_t.n_target_classes, fab_t.steps) == ("fab-t", 9, 100)
     pgd7 = make_attack("pgd7", trained_lenet, EPS)
     assert isinstance(pgd7, PGD) and (pgd7.steps, pgd7.alpha, pgd7.random_start) == (7, 0.01, True)
     assert make_attack("PGD-10", trained_lenet, EPS).alpha == pytest.approx(1.6 / 255)

@@ -47,7 +47,7 @@ def test_eval_writes_json_and_report(trained_run, capsys):
 def test_eval_autoattack_cascade_with_state_file_and_gradient_suffix(trained_run):
     out, state = trained_run / "aa", trained_run / "aa" / "state.json"
     code = main(["eval", "--checkpoint", str(trained_run / "model"), "--attacks", "autoattack,pgd7@rga",
-                 "--n-examples", "6", "--batch-size", "3", "--out", str(out), "--state-file", str(state),
+                 "--n-examples", "4", "--batch-size", "2", "--out", str(out), "--state-file", str(state),
                  "--no-progress"])
     assert code == 0
     result = json.loads((out / "eval.json").read_text())
