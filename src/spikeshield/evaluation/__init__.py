@@ -6,6 +6,7 @@
 >>> agcs(model, x, y).mean                                           # doctest: +SKIP
 >>> errors = layer_errors(model, x, x_adv, trace="psc")              # doctest: +SKIP
 >>> report = audit(model, x, y, eps=8/255); report.flags            # doctest: +SKIP
+>>> transferability(snn_a, snn_b, x, y, attack="pgd7").transfer_rate # doctest: +SKIP
 """
 
 from spikeshield.evaluation.audit import AUDIT_SCHEMA, AuditReport, audit, flags_from_result
@@ -13,7 +14,8 @@ from spikeshield.evaluation.metrics import AGCSResult, agcs, layer_errors, pertu
 from spikeshield.evaluation.result import SCHEMA, EvalResult
 from spikeshield.evaluation.robustness import DEFAULT_EOT, evaluate
 from spikeshield.evaluation.sweep import SWEEP_SCHEMA, SweepResult, eps_sweep
+from spikeshield.evaluation.transferability import TransferResult, transferability
 
 __all__ = ["AUDIT_SCHEMA", "DEFAULT_EOT", "SCHEMA", "SWEEP_SCHEMA", "AGCSResult", "AuditReport", "EvalResult",
-           "SweepResult", "agcs", "audit", "eps_sweep", "evaluate", "flags_from_result", "layer_errors",
-           "perturbation_cosine", "qte", "qte_from_result"]
+           "SweepResult", "TransferResult", "agcs", "audit", "eps_sweep", "evaluate", "flags_from_result",
+           "layer_errors", "perturbation_cosine", "qte", "qte_from_result", "transferability"]
