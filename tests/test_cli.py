@@ -59,12 +59,31 @@ def test_eval_autoattack_cascade_with_state_file_and_gradient_suffix(trained_run
     assert accs == sorted(accs, reverse=True) and result["worst_case_acc"] == accs[-1]
 
 
+def test_sweep_transfer_and_agcs_commands(trained_run, capsys):
+    model, out = str(trained_run / "model"), trained_run / "metrics"
+    common = ["--checkpoint", model, "--n-examples", "8", "--out", str(out), "--no-progress"]
+    assert main(["sweep", *common, "--attacks", "fgsm", "--eps-list", "0,4/255,8/255"]) == 0
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sweep["eta"] == [0, 4, 8] and (out / "sweep.png").stat().st_size > 0
+    assert "QTE" in capsys.readouterr().out
+    assert main(["transfer", *common, "--source", model, "--attack", "fgsm"]) == 0
+    transfer = json.loads((out / "transfer.json").read_text())
+    assert transfer["source_robust_acc"] == transfer["target_robust_acc"]  # a model transfers to itself exactly
+    assert transfer["transfer_rate"] in (1.0, None) and "spikeshield transfer" in transfer["command"]
+    assert main(["agcs", *common]) == 0
+    agcs = json.loads((out / "agcs.json").read_text())
+    assert agcs["mean"] == pytest.approx(1.0, abs=1e-5)  # deterministic model: both draws give the same gradient
+    assert "deterministic" in capsys.readouterr().out and (out / "agcs.png").exists()
+
+
 @pytest.mark.parametrize(
     "argv,words",
     [
         (["eval", "--checkpoint", "{run}/model", "--attacks", "fgsm,nosuch"], "unknown attack 'nosuch'"),
         (["eval", "--checkpoint", "{run}/model", "--eps", "2"], "eps must lie in [0, 1]"),
         (["eval", "--checkpoint", "{run}/nowhere"], "no checkpoint"),
+        (["sweep", "--checkpoint", "{run}/model", "--eps-list", "0,x"], "--eps-list"),
+        (["transfer", "--checkpoint", "{run}/model", "--source", "{run}/nowhere"], "no checkpoint"),
         (["train", "--config", "{run}/missing.yaml"], "not found"),
         (["train", "--config", "{run}/missing.yaml", "--set", "optim.epochs"], "KEY=VALUE"),
         (["train", "--config", "{run}/../tiny.yaml"], "already holds a training run"),

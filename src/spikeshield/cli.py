@@ -1,8 +1,11 @@
-"""Command line: ``spikeshield train | eval | audit | data | list``.
+"""Command line: ``spikeshield train | eval | audit | sweep | transfer | agcs | data | list``.
 
     spikeshield train --config configs/quick.yaml
     spikeshield eval --checkpoint runs/quick/model --attacks fgsm,pgd7 --eps 8/255 --n-examples 1000
     spikeshield audit --checkpoint runs/quick/model --eps 8/255 --n-examples 256
+    spikeshield sweep --checkpoint runs/quick/model --attacks fgsm,pgd7 --eps-list 0,4/255,8/255
+    spikeshield transfer --checkpoint runs/quick/model --source runs/other/model --attack pgd7
+    spikeshield agcs --checkpoint runs/rsc/model
 """
 
 from __future__ import annotations
@@ -54,8 +57,7 @@ def _eval(args: argparse.Namespace) -> None:
                       progress=not args.no_progress, eot=args.eot, surrogate=args.gradient, cascade=args.cascade,
                       state_file=args.state_file, command=command)
     print_table(result)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(args)
     result.save_json(out / "eval.json")
     write_report(result, out / "eval.md")
     print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
@@ -73,11 +75,73 @@ def _audit(args: argparse.Namespace) -> None:
                    progress=not args.no_progress, batch_size=args.batch_size, command=command, **optional)
     print(report.table(), end="")
     print(f"flags raised: {', '.join(sorted(report.flags)) or 'none'}")
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(args)
     report.save_json(out / "audit.json")
     report.save_markdown(out / "audit.md")
     print(f"wrote {out / 'audit.json'} and {out / 'audit.md'}")
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    """``--out``, or the checkpoint's parent folder; created if missing."""
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from spikeshield.evaluation import eps_sweep
+    from spikeshield.validation import parse_eps
+
+    eps_list = [parse_eps(item.strip(), "--eps-list") for item in args.eps_list.split(",") if item.strip()]
+    model, x, y, command = _load_for_attack(args)
+    sweep = eps_sweep(model, x, y, attacks=args.attacks, eps_list=eps_list, batch_size=args.batch_size,
+                      seed=args.seed, progress=not args.no_progress, eot=args.eot, command=command)
+    out = _out_dir(args)
+    sweep.save_json(out / "sweep.json")
+    sweep.plot(out / "sweep.png")
+    for name, accs in sweep.robust_acc.items():
+        print(f"{name:12} " + "  ".join(f"{e:g}: {100 * a:.2f}%" for e, a in zip(sweep.eta, accs, strict=True))
+              + f"   QTE {sweep.qte(name):.3f}")
+    print(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
+
+
+def _transfer(args: argparse.Namespace) -> None:
+    import json
+
+    from spikeshield import checkpoint
+    from spikeshield.evaluation import transferability
+    from spikeshield.fileio import atomic_write_text
+    from spikeshield.validation import parse_eps
+
+    eps = parse_eps(args.eps)
+    target, x, y, command = _load_for_attack(args)
+    source = checkpoint.load(args.source, device=args.device).eval()
+    result = transferability(source, target, x, y, attack=args.attack, eps=eps, batch_size=args.batch_size,
+                             seed=args.seed)
+    rate = "n/a" if result.transfer_rate is None else f"{100 * result.transfer_rate:.2f}%"
+    print(f"source: clean {100 * result.source_clean_acc:.2f}%, white-box {args.attack} "
+          f"{100 * result.source_robust_acc:.2f}%; target: clean {100 * result.target_clean_acc:.2f}%, transferred "
+          f"{100 * result.target_robust_acc:.2f}%; transfer rate {rate} of {result.n_transferable}")
+    out = _out_dir(args)
+    atomic_write_text(out / "transfer.json", json.dumps({**result.to_dict(), "command": command}, indent=2) + "\n")
+    print(f"wrote {out / 'transfer.json'}")
+
+
+def _agcs(args: argparse.Namespace) -> None:
+    import json
+
+    from spikeshield.evaluation import agcs
+    from spikeshield.fileio import atomic_write_text
+    from spikeshield.report import plot_agcs_histogram
+
+    model, x, y, command = _load_for_attack(args)
+    if not getattr(model, "is_stochastic", False):
+        print("note: the model is deterministic, so every cosine is 1 (AGCS is for stochastic models)")
+    result = agcs(model, x, y, batch_size=args.batch_size)
+    out = _out_dir(args)
+    atomic_write_text(out / "agcs.json", json.dumps({**result.to_dict(), "command": command}, indent=2) + "\n")
+    plot_agcs_histogram(result, out / "agcs.png")
+    print(f"AGCS {result.mean:.4f} over {result.n} images; wrote {out / 'agcs.json'} and {out / 'agcs.png'}")
 
 
 def _data(args: argparse.Namespace) -> None:
@@ -118,14 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint under attacks")
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory written by training")
+    _add_model_and_data(p, n_examples=None, writes="eval.json and eval.md")
     p.add_argument("--attacks", default="fgsm,pgd7",
                    help="comma list of attack names, name@gradient (pgd7@rga) or a suite: autoattack, "
                         "autoattack-standard, autoattack-rand (spikeshield list)")
     p.add_argument("--eps", default="8/255", help="L-inf budget in pixel units, e.g. 8/255")
-    p.add_argument("--n-examples", type=int, default=None, help="first N test images (default: all)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eot", type=int, default=None, help="EOT draws (default: 1, or 10 for stochastic models)")
     p.add_argument("--gradient", default=None,
                    help="the attacker's backward pass for names without @: a surrogate (triangle), bptr, rga, ann")
@@ -133,15 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run each attack only on points still robust (default: only for an autoattack suite)")
     p.add_argument("--state-file", default=None,
                    help="JSON progress file: an interrupted evaluation resumes from it with the same result")
-    p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=None, help="directory for eval.json and eval.md (default: next to checkpoint)")
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("audit", help="check a checkpoint for gradient obfuscation (docs/flags.md)")
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory written by training")
+    _add_model_and_data(p, n_examples=256, writes="audit.json and audit.md")
     p.add_argument("--eps", default="8/255", help="L-inf budget in pixel units, e.g. 8/255")
     p.add_argument("--attacks", default="fgsm,pgd20",
                    help="white-box attacks at eps: a single-step and an iterative one (spikeshield list)")
@@ -149,16 +205,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-queries", type=int, default=None, help="query budget of the black-box attack (default 1000)")
     p.add_argument("--n-random", type=int, default=None,
                    help="random points per image in the eps-ball (default 32; 0 skips the check)")
-    p.add_argument("--n-examples", type=int, default=256, help="first N test images (default: 256)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eot", type=int, default=None, help="EOT draws (default: 1, or 10 for stochastic models)")
-    p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=None, help="directory for audit.json and audit.md (default: next to checkpoint)")
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_audit)
+
+    p = sub.add_parser("sweep", help="robust accuracy over eps budgets, with a plot and QTE")
+    _add_model_and_data(p, n_examples=1000, writes="sweep.json and sweep.png")
+    p.add_argument("--attacks", default="fgsm,pgd7", help="comma list of attack names (spikeshield list)")
+    p.add_argument("--eps-list", default="0,2/255,4/255,8/255,16/255", help="comma list of budgets")
+    p.add_argument("--eot", type=int, default=None, help="EOT draws (default: 1, or 10 for stochastic models)")
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("transfer", help="transferability: craft on --source, score on --checkpoint (and source)")
+    _add_model_and_data(p, n_examples=1000, writes="transfer.json")
+    p.add_argument("--source", required=True, help="checkpoint directory of the model the attack is crafted on")
+    p.add_argument("--attack", default="pgd7", help="attack name run on the source (spikeshield list)")
+    p.add_argument("--eps", default="8/255", help="L-inf budget in pixel units, e.g. 8/255")
+    p.set_defaults(func=_transfer)
+
+    p = sub.add_parser("agcs", help="gradient agreement between random draws of a stochastic model, with histogram")
+    _add_model_and_data(p, n_examples=1000, writes="agcs.json and agcs.png")
+    p.set_defaults(func=_agcs)
 
     p = sub.add_parser("data", help="locate (or download) a dataset and print what was found")
     p.add_argument("--dataset", default="fashion_mnist")
@@ -168,6 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list models, neurons, surrogates, encoders, attacks, datasets and audit checks")
     p.set_defaults(func=_list)
     return parser
+
+
+def _add_model_and_data(p: argparse.ArgumentParser, n_examples: int | None, writes: str) -> None:
+    """The arguments every command on a checkpoint shares: the model, the images, the output folder."""
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory written by training")
+    default = "all" if n_examples is None else n_examples
+    p.add_argument("--n-examples", type=int, default=n_examples, help=f"first N images of the split ({default})")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help=f"directory for {writes} (default: next to the checkpoint)")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:
