@@ -160,6 +160,29 @@ def test_eot_gradient_is_mean_of_draws_on_a_stochastic_model():
     assert not torch.allclose(batched, one_draw), "the noise should make draws differ"
 
 
+def test_eot_draws_are_chunked_on_the_cpu_without_changing_the_gradient(monkeypatch):
+    from spikeshield.attacks import base
+
+    assert base.eot_draws_per_pass(10, 64, torch.device("cpu")) == base.CPU_IMAGES_PER_PASS // 64
+    assert base.eot_draws_per_pass(10, 4096, torch.device("cpu")) == 1
+    assert base.eot_draws_per_pass(10, 4096, torch.device("meta")) == 10  # accelerators: one pass
+    model = TinyNet(1, 4, 3, noise=0.5)
+    calls = []
+    model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 0, 1])
+    torch.manual_seed(7)
+    one_pass = FGSM(model, EPS, eot=5).input_gradient(x, y)
+    assert calls == [25]
+    monkeypatch.setattr(base, "CPU_IMAGES_PER_PASS", 10)  # 2 draws of 5 images per pass: 2 + 2 + 1
+    calls.clear()
+    torch.manual_seed(7)
+    attack = FGSM(model, EPS, eot=5)
+    chunked = attack.input_gradient(x, y)
+    assert calls == [10, 10, 5] and attack.forward_passes == 25
+    assert torch.allclose(one_pass, chunked, atol=1e-6)
+
+
 def test_eot_on_a_deterministic_snn_equals_the_single_draw_gradient(trained_lenet, batch):
     x, y = batch
     one = FGSM(trained_lenet, EPS).input_gradient(x[:4], y[:4])

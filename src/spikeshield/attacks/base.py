@@ -93,6 +93,19 @@ def check_labels(y: torch.Tensor, batch: int, num_classes: int | None, what: str
     return y.long()
 
 
+#: on the CPU a pass over more images than this is slower per image (cache-bound convolutions; measured by
+#: benchmarks/eval_suite.py), so EOT draws are batched only up to it; accelerators take all draws in one pass
+CPU_IMAGES_PER_PASS = 128
+
+
+def eot_draws_per_pass(draws: int, batch: int, device: torch.device) -> int:
+    """How many of ``draws`` EOT copies of a ``batch`` go through the model together: all of them on an
+    accelerator; on the CPU as many as fit in :data:`CPU_IMAGES_PER_PASS` images (at least one)."""
+    if device.type != "cpu":
+        return draws
+    return max(1, min(draws, CPU_IMAGES_PER_PASS // max(batch, 1)))
+
+
 class Attack:
     """Base class of every L-inf attack: ``x_adv = attack(x, y)``.
 
@@ -102,8 +115,9 @@ class Attack:
         eps: L-inf budget in pixel units, in [0, 1] (e.g. ``8/255``).
         targeted: if True, ``y`` holds target labels and the attack moves towards them.
         eot: Expectation over Transformation draws per gradient (integer >= 1). With ``eot=m`` the batch is
-            repeated ``m`` times in one forward/backward pass and the ``m`` per-draw gradients are averaged; use
-            it for stochastic models (``model.is_stochastic``).
+            repeated ``m`` times along the batch dimension (in one forward/backward pass on an accelerator, in
+            passes of at most :data:`CPU_IMAGES_PER_PASS` images on the CPU) and the ``m`` per-draw gradients are
+            averaged; use it for stochastic models (``model.is_stochastic``).
         surrogate: backward pass used for the attacker's gradients (DESIGN 6, METHODS 7): None keeps each neuron's
             own surrogate; a surrogate name (``"triangle"``, ``"exponential"``), a ``{"name": ..., param: ...}`` dict
             or a surrogate instance replaces it inside the attack only (see
@@ -212,8 +226,9 @@ class Attack:
     def input_gradient(self, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Gradient of :meth:`loss` with respect to the images ``x_adv`` ``[B, ...]``, averaged over EOT draws.
 
-        With ``eot = m`` the batch is repeated ``m`` times along the batch dimension and sent through the model in
-        one pass; the per-draw gradients ``[m, B, ...]`` are averaged. Parameters get no ``.grad``.
+        With ``eot = m`` the batch is repeated along the batch dimension, so several draws share one forward/backward
+        pass (as many as :func:`eot_draws_per_pass` allows), and the per-draw gradients are averaged. Parameters get
+        no ``.grad``.
         """
         return self.objective_and_gradient(x_adv, y)[2]
 
@@ -223,7 +238,7 @@ class Attack:
         y: torch.Tensor,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-sample objective, logits and input gradient at ``x_adv`` from one EOT-batched pass.
+        """Per-sample objective, logits and input gradient at ``x_adv`` from EOT-batched passes.
 
         Args:
             x_adv: images ``[B, ...]``.
@@ -236,14 +251,23 @@ class Attack:
         """
         m, batch = self.eot, x_adv.shape[0]
         loss_fn = self.loss_fn if loss_fn is None else loss_fn
-        x_rep = x_adv.detach().repeat(m, *([1] * (x_adv.dim() - 1))).requires_grad_(True)
-        logits = self.model(x_rep)
-        per_sample = loss_fn(logits, y.repeat(m))
-        per_sample = -per_sample if self.targeted else per_sample
-        self.forward_passes += x_rep.shape[0]
-        (grad,) = torch.autograd.grad(per_sample.sum(), x_rep)
-        return (per_sample.detach().view(m, batch).mean(0), logits.detach().view(m, batch, -1).mean(0),
-                grad.view(m, batch, *x_adv.shape[1:]).mean(0))
+        draws = eot_draws_per_pass(m, batch, x_adv.device)
+        objective = logits_sum = grad_sum = None
+        for start in range(0, m, draws):
+            k = min(draws, m - start)
+            x_rep = x_adv.detach().repeat(k, *([1] * (x_adv.dim() - 1))).requires_grad_(True)
+            logits = self.model(x_rep)
+            per_sample = loss_fn(logits, y.repeat(k))
+            per_sample = -per_sample if self.targeted else per_sample
+            self.forward_passes += x_rep.shape[0]
+            (grad,) = torch.autograd.grad(per_sample.sum(), x_rep)
+            parts = (per_sample.detach().view(k, batch).sum(0), logits.detach().view(k, batch, -1).sum(0),
+                     grad.view(k, batch, *x_adv.shape[1:]).sum(0))
+            if objective is None:
+                objective, logits_sum, grad_sum = parts
+            else:
+                objective, logits_sum, grad_sum = objective + parts[0], logits_sum + parts[1], grad_sum + parts[2]
+        return objective / m, logits_sum / m, grad_sum / m
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Project ``x_adv`` into the L-inf eps-ball around ``x`` and into ``[0, 1]``."""
