@@ -13,7 +13,6 @@ from conftest import TinyNet
 from torch import nn
 
 from spikeshield import checkpoint
-from spikeshield.attacks import ATTACKS
 from spikeshield.cli import main
 from spikeshield.data import batches, load_dataset
 from spikeshield.data.info import dataset_info
@@ -223,14 +222,9 @@ def test_transfer_from_source_is_a_blackbox_attack_and_none_skips():
 def test_default_blackbox_is_square():
     x, y = tiny_data(8)
     fast = {k: v for k, v in FAST.items() if k != "blackbox"}
-    if "square" in ATTACKS:
-        report = audit(TinyNet(1, 4, 3).eval(), x, y, EPS, n_queries=50, **fast)
-        assert "square" in report.attacks and report.attacks["square"].get("n_queries", 50) == 50
-        assert "blackbox_beats_whitebox" in report.checks
-    else:  # until Square is registered the check is skipped, with a warning
-        with pytest.warns(UserWarning, match="square"):
-            report = audit(TinyNet(1, 4, 3).eval(), x, y, EPS, **fast)
-        assert "not registered" in report.evidence["blackbox_beats_whitebox"]["reason"]
+    report = audit(TinyNet(1, 4, 3).eval(), x, y, EPS, n_queries=50, **fast)
+    assert "square" in report.attacks and report.attacks["square"]["n_queries"] == 50
+    assert "blackbox_beats_whitebox" in report.checks
 
 
 # ------------------------------------------------------------------------------------------- flags from a result

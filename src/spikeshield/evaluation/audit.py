@@ -282,7 +282,7 @@ def audit(
             instances with this eps; None: :data:`DEFAULT_ATTACKS`. At least one iterative gradient attack is
             needed; the first one given by name is also run at the larger budgets (``eps_increase_no_effect``).
         blackbox: registry name of a black-box attack (``"square"``, built with ``n_queries``; ``"gaussian"``),
-            or None to skip it. The default ``"square"`` is skipped with a warning while it is not registered.
+            or None to skip it.
         source: a source model for a :class:`~spikeshield.attacks.Transfer` attack (the iterative attack crafted
             on it), added to the black-box attacks.
         eot: EOT draws per gradient for a stochastic model; None: :data:`DEFAULT_EOT` if the model is stochastic
@@ -334,7 +334,7 @@ def audit(
 
     # white-box and black-box attacks at eps: one evaluation, per-sample results
     white = _build_whitebox(model, attacks, eps, eot)
-    black, black_note = _build_blackbox(model, blackbox, source, eps, eot, n_queries, white)
+    black = _build_blackbox(model, blackbox, source, eps, n_queries, white)
     # cascade=False: every attack on every image, so each attack's own robust accuracy can be compared
     common = dict(batch_size=batch_size, seed=seed, progress=progress, eot=eot, cascade=False)
     with warnings.catch_warnings():
@@ -356,8 +356,6 @@ def audit(
     bb = _blackbox_check(counts, kinds, n)
     if not bb.get("skipped"):
         bb["images_only_blackbox_fools"] = int((survivors & ~_all(robust, names, kinds, "blackbox")).sum())
-    elif black_note:
-        bb = _skipped(black_note, bb["enable"])
     evidence["blackbox_beats_whitebox"] = bb
 
     evidence["eps_increase_no_effect"] = _check_eps_increase(model, x, y, eps, white, counts, common, n)
@@ -542,33 +540,24 @@ def _build_whitebox(model: nn.Module, attacks, eps: float, eot: int) -> list[Att
     return built
 
 
-def _build_blackbox(model, blackbox: str | None, source, eps: float, eot: int, n_queries: int,
-                    white: list[Attack]) -> tuple[list[Attack], str | None]:
+def _build_blackbox(model, blackbox: str | None, source, eps: float, n_queries: int,
+                    white: list[Attack]) -> list[Attack]:
     """The black-box attacks (registry name with ``n_queries`` if it takes it; a transfer from ``source``)."""
     out: list[Attack] = []
-    note = None
     if blackbox is not None:
-        try:
-            (key,) = parse_attack_list([blackbox])
-        except ValueError:
-            if str(blackbox).strip().lower() != "square":
-                raise
-            note = "the black-box attack 'square' is not registered in this version of spikeshield"
-            warnings.warn(f"{note}: the blackbox_beats_whitebox check is skipped (pass blackbox='gaussian' or "
-                          f"source=)", UserWarning, stacklevel=3)
-        else:
-            params = inspect.signature(ATTACKS[_registry_base(key) or key].cls.__init__).parameters
-            extra = {"n_queries": n_queries} if "n_queries" in params else {}
-            attack = make_attack(key, model, eps, **extra)
-            if _attack_kind(attack) != "blackbox":
-                raise ValueError(f"blackbox={blackbox!r} is a white-box gradient attack; name a black-box one "
-                                 f"('square', 'gaussian') or None")
-            out.append(attack)
+        (key,) = parse_attack_list([blackbox])
+        params = inspect.signature(ATTACKS[_registry_base(key) or key].cls.__init__).parameters
+        extra = {"n_queries": n_queries} if "n_queries" in params else {}
+        attack = make_attack(key, model, eps, **extra)
+        if _attack_kind(attack) != "blackbox":
+            raise ValueError(f"blackbox={blackbox!r} is a white-box gradient attack; name a black-box one "
+                             f"('square', 'gaussian') or None")
+        out.append(attack)
     if source is not None:
         name = next((a.name for a in white if _attack_kind(a) == "iterative" and _registry_base(a.name)), "pgd20")
         source_eot = DEFAULT_EOT if getattr(source, "is_stochastic", False) else 1
         out.append(Transfer(model, eps, source=source, attack=name, eot=source_eot))
-    return out, note
+    return out
 
 
 def _check_eps_increase(model, x, y, eps, white, counts, common, n) -> dict[str, Any]:
