@@ -15,6 +15,7 @@ Second, on the same network with Poisson coding (a stochastic model), the second
 Python loop of 10 single-draw gradients, alternating the two, for batches of 16 and 64 images.
 
     .venv/bin/python benchmarks/eval_suite.py       # writes benchmarks/results/eval_suite.json
+    .venv/bin/python benchmarks/eval_suite.py --eot-only --out benchmarks/results/eval_suite_eot.json
 """
 
 from __future__ import annotations
@@ -110,13 +111,14 @@ def main() -> None:
     parser.add_argument("--T", type=int, default=5)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--eot-rounds", type=int, default=8)
+    parser.add_argument("--eot-only", action="store_true", help="skip the suites, measure only batched EOT")
     parser.add_argument("--out", default="benchmarks/results/eval_suite.json")
     args = parser.parse_args()
 
     model = train_lenet(args.train_steps, args.T)
     test = load_dataset("fashion_mnist", "test")
     x, y = test.images[: args.n].float() / 255, test.labels[: args.n]
-    suites = [suite_costs(model, x, y, attacks, args.batch) for attacks in args.suites]
+    suites = [] if args.eot_only else [suite_costs(model, x, y, attacks, args.batch) for attacks in args.suites]
 
     poisson = ss.models.create_model("lenet", dataset="fashion_mnist", T=args.T, encoder="poisson")
     poisson.load_state_dict(model.state_dict())
@@ -125,7 +127,7 @@ def main() -> None:
     result = {
         "command": "python benchmarks/eval_suite.py " + " ".join(
             f"--{k.replace('_', '-')} {v if not isinstance(v, list) else ' '.join(v)}"
-            for k, v in vars(args).items() if k != "out"),
+            for k, v in vars(args).items() if k not in ("out", "eot_only")) + (" --eot-only" if args.eot_only else ""),
         "device": "cpu", "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "model": f"lenet LIF T={args.T}, {args.train_steps} Adam steps",
         "n_examples": args.n, "eps": "8/255", "cpu_images_per_pass": CPU_IMAGES_PER_PASS,

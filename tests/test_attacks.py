@@ -163,7 +163,7 @@ def test_eot_gradient_is_mean_of_draws_on_a_stochastic_model():
 def test_eot_draws_are_chunked_on_the_cpu_without_changing_the_gradient(monkeypatch):
     from spikeshield.attacks import base
 
-    assert base.eot_draws_per_pass(10, 64, torch.device("cpu")) == base.CPU_IMAGES_PER_PASS // 64
+    assert base.eot_draws_per_pass(10, 16, torch.device("cpu")) == base.CPU_IMAGES_PER_PASS // 16
     assert base.eot_draws_per_pass(10, 4096, torch.device("cpu")) == 1
     assert base.eot_draws_per_pass(10, 4096, torch.device("meta")) == 10  # accelerators: one pass
     model = TinyNet(1, 4, 3, noise=0.5)

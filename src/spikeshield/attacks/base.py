@@ -93,9 +93,10 @@ def check_labels(y: torch.Tensor, batch: int, num_classes: int | None, what: str
     return y.long()
 
 
-#: on the CPU a pass over more images than this is slower per image (cache-bound convolutions; measured by
-#: benchmarks/eval_suite.py), so EOT draws are batched only up to it; accelerators take all draws in one pass
-CPU_IMAGES_PER_PASS = 128
+#: on the CPU a pass over more images than this is slower per image (cache-bound convolutions; LeNet T=5: 8.8 ms per
+#: image at 64, 9.8 at 128, 13.2 at 640; benchmarks/eval_suite.py), so EOT draws are batched only up to it;
+#: accelerators take all draws in one pass
+CPU_IMAGES_PER_PASS = 64
 
 
 def eot_draws_per_pass(draws: int, batch: int, device: torch.device) -> int:
