@@ -104,3 +104,12 @@ def test_rand_suite_runs_as_a_cascade_and_as_one_attack():
     x_adv = aa(x, y)
     assert (x_adv - x).abs().max() <= 0.3 + 1e-6
     assert aa.forward_passes > 0
+
+
+def test_autoattack_by_name_keeps_its_own_eot_on_a_stochastic_model():
+    model = TinyNet(1, 4, 3, noise=0.05).eval()
+    x, y = torch.rand(3, 1, 4, 4), torch.arange(3)
+    result = evaluate(model, x, y, attacks="autoattack,fgsm", eps=0.1, progress=False)
+    assert result.attacks["apgd-ce"]["eot"] == result.attacks["apgd-dlr"]["eot"] == RAND_EOT
+    assert result.attacks["fgsm"]["eot"] == 10  # registry attacks: DEFAULT_EOT
+    assert result.cascade

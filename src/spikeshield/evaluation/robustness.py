@@ -94,9 +94,7 @@ def evaluate(
     if n_examples is not None and (not isinstance(n_examples, int) or n_examples < 1):
         raise ValueError(f"n_examples must be a positive integer or None; got {n_examples!r}")
     stochastic = bool(getattr(model, "is_stochastic", False))
-    if eot is None:
-        eot = DEFAULT_EOT if stochastic else 1
-    named, has_suite = _build_attacks(model, attacks, eps, eot=eot, surrogate=surrogate)
+    named, has_suite = _build_attacks(model, attacks, eps, eot=eot, surrogate=surrogate, stochastic=stochastic)
     cascade = has_suite if cascade is None else bool(cascade)
     _warn_about(model, named, stochastic)
 
@@ -163,8 +161,12 @@ def _attack_batch(model, named: dict[str, Attack], xb: torch.Tensor, yb: torch.T
 
 
 # --------------------------------------------------------------------------------------------------------- helpers
-def _build_attacks(model, attacks, eps: float, *, eot: int, surrogate: Any) -> tuple[dict[str, Attack], bool]:
-    """Registry names, suites or Attack instances -> ``({unique name: attack}, whether a suite was given)``."""
+def _build_attacks(model, attacks, eps: float, *, eot: int | None, surrogate: Any,
+                   stochastic: bool) -> tuple[dict[str, Attack], bool]:
+    """Registry names, suites or Attack instances -> ``({unique name: attack}, whether a suite was given)``.
+
+    ``eot=None``: registry attacks get :data:`DEFAULT_EOT` draws on a stochastic model, 1 otherwise; a suite keeps
+    its own default (AutoAttack "rand": 20)."""
     from spikeshield.attacks.ensemble import SUITES, AutoAttack, suite_version
 
     if isinstance(attacks, str):
@@ -177,8 +179,7 @@ def _build_attacks(model, attacks, eps: float, *, eot: int, surrogate: Any) -> t
     has_suite = False
     for item in attacks:
         if isinstance(item, str) and suite_version(item) is not None:
-            item = AutoAttack(model, eps, version=suite_version(item), eot=None if eot == 1 else eot,
-                              surrogate=surrogate)
+            item = AutoAttack(model, eps, version=suite_version(item), eot=eot, surrogate=surrogate)
         if isinstance(item, AutoAttack):
             has_suite = True
             members += list(item.members.items())
@@ -187,7 +188,8 @@ def _build_attacks(model, attacks, eps: float, *, eot: int, surrogate: Any) -> t
             members.append((None, item))
             continue
         (key,) = parse_attack_list([item])
-        members.append((None, make_attack(key, model, eps, eot=eot, surrogate=surrogate)))
+        draws = eot if eot is not None else DEFAULT_EOT if stochastic else 1
+        members.append((None, make_attack(key, model, eps, eot=draws, surrogate=surrogate)))
     named: dict[str, Attack] = {}
     for given, attack in members:
         if abs(attack.eps - eps) > 1e-12:
