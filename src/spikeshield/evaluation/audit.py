@@ -48,7 +48,6 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import torch
@@ -63,8 +62,8 @@ from spikeshield.attacks.registry import ATTACKS, make_attack, parse_attack_list
 from spikeshield.attacks.rfgsm import RFGSM
 from spikeshield.attacks.transfer import Transfer
 from spikeshield.evaluation.audit_report import AUDIT_SCHEMA, CHECKS, AuditReport
-from spikeshield.evaluation.result import EvalResult
-from spikeshield.evaluation.robustness import DEFAULT_EOT, _device_of, evaluate, git_commit
+from spikeshield.evaluation.result import EvalResult, provenance
+from spikeshield.evaluation.robustness import DEFAULT_EOT, _device_of, evaluate
 from spikeshield.validation import check_eps
 
 __all__ = ["ACC_TOL", "AUDIT_SCHEMA", "BLACKBOX_QUERIES", "CHECKS", "DEFAULT_ATTACKS", "EPS_FACTORS", "MIN_SAMPLES",
@@ -364,8 +363,6 @@ def audit(
     evidence["random_beats_gradient"] = _check_random(model, x, y, eps, survivors.to(device), n_random, randomised,
                                                       batch_size, n)
 
-    import spikeshield
-
     evidence = {k: evidence[k] for k in CHECKS}
     return AuditReport(
         flags={k for k, ev in evidence.items() if ev["raised"]},
@@ -380,11 +377,7 @@ def audit(
         clean_acc=result.clean_acc,
         attacks=result.attacks,
         time_s=time.perf_counter() - started,
-        spikeshield_version=getattr(spikeshield, "__version__", "unknown"),
-        torch_version=torch.__version__,
-        device=str(device),
-        git_commit=git_commit(),
-        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **provenance(device),
         command=command,
     )
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spikeshield.evaluation.result import record_fields
+from spikeshield.evaluation.result import JsonRecord, record_fields
 from spikeshield.fileio import atomic_write_text
 
 #: version of the JSON layout written by :meth:`AuditReport.to_dict`
@@ -44,7 +44,7 @@ ADVICE = {
 
 
 @dataclass
-class AuditReport:
+class AuditReport(JsonRecord):
     """The outcome of :func:`audit`.
 
     ``flags`` holds the raised flags (stored in JSON as a sorted list). ``evidence[check]`` holds, for every check in
@@ -85,19 +85,6 @@ class AuditReport:
         data = record_fields(data, cls, AUDIT_SCHEMA, "audit report")
         data["flags"] = set(data.get("flags", ()))
         return cls(**data)
-
-    def save_json(self, path: str | os.PathLike) -> Path:
-        """Write the report as JSON atomically (temporary file + ``os.replace``); return the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
-        return path
-
-    @classmethod
-    def load_json(cls, path: str | os.PathLike) -> AuditReport:
-        """Read a report written by :meth:`save_json`."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
 
     def table(self) -> str:
         """Markdown table of every check: flag raised (yes / no / skipped), evidence, what to do."""

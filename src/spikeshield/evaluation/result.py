@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from spikeshield.fileio import atomic_write_text
 
@@ -16,8 +20,47 @@ from spikeshield.fileio import atomic_write_text
 SCHEMA = "spikeshield.eval/1"
 
 
+class JsonRecord:
+    """``save_json`` / ``load_json`` for a record class with ``to_dict(**options)`` and ``from_dict(data)``."""
+
+    def save_json(self, path: str | os.PathLike, **options: Any) -> Path:
+        """Write ``to_dict(**options)`` as JSON atomically (temporary file + ``os.replace``); return the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(self.to_dict(**options), indent=2, allow_nan=False) + "\n")
+        return path
+
+    @classmethod
+    def load_json(cls, path: str | os.PathLike):
+        """Read a record written by :meth:`save_json`."""
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+
+def provenance(device: Any) -> dict[str, Any]:
+    """The fields every record stores about where it was computed: versions, device, git commit, UTC date."""
+    import spikeshield  # lazy: the package imports this module
+
+    return dict(spikeshield_version=getattr(spikeshield, "__version__", "unknown"), torch_version=torch.__version__,
+                device=str(device), git_commit=git_commit(),
+                date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def git_commit() -> str | None:
+    """Best effort: the commit of the spikeshield source tree (``+dirty`` if it has changes), or None."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head or None
+
+
 @dataclass
-class EvalResult:
+class EvalResult(JsonRecord):
     """The outcome of :func:`spikeshield.evaluation.evaluate`.
 
     Accuracies are fractions in [0, 1]. ``robust_acc[a]`` counts a sample as robust to attack ``a`` when it is
@@ -68,18 +111,8 @@ class EvalResult:
         return cls(**record_fields(data, cls, SCHEMA, "evaluation result"))
 
     def save_json(self, path: str | os.PathLike, per_sample: bool = False) -> Path:
-        """Write the result as JSON atomically (temporary file + ``os.replace``); return the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(per_sample=per_sample), indent=2, allow_nan=False) + "\n"
-        atomic_write_text(path, text)
-        return path
-
-    @classmethod
-    def load_json(cls, path: str | os.PathLike) -> EvalResult:
-        """Read a result written by :meth:`save_json`."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        """Write the result as JSON atomically; per-sample flags only if ``per_sample``. Returns the path."""
+        return super().save_json(path, per_sample=per_sample)
 
 
 def record_fields(data: Mapping[str, Any], cls: type, schema: str, what: str) -> dict[str, Any]:

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,7 +21,7 @@ from torch import nn
 
 from spikeshield.attacks.base import Attack, check_labels
 from spikeshield.attacks.registry import make_attack, parse_attack_list
-from spikeshield.evaluation.result import EvalResult
+from spikeshield.evaluation.result import EvalResult, provenance
 from spikeshield.evaluation.resume import EvalState, run_fingerprint
 from spikeshield.validation import check_eps
 
@@ -307,8 +304,6 @@ def _check_adversarial(x_adv: torch.Tensor, x: torch.Tensor, eps: float, name: s
 
 def _summarise(model, named, eps, seed, per, passes, seconds, total_s, device, command, cascade) -> EvalResult:
     """Turn per-sample flags into the result record."""
-    import spikeshield
-
     clean = per["clean"]
     robust = {name: clean & per[name] for name in named}
     worst = clean.clone()
@@ -335,25 +330,8 @@ def _summarise(model, named, eps, seed, per, passes, seconds, total_s, device, c
         attacks={name: attack.settings() for name, attack in named.items()},
         time_s={**seconds, "total": total_s},
         flags=[],
-        spikeshield_version=getattr(spikeshield, "__version__", "unknown"),
-        torch_version=torch.__version__,
-        device=str(device),
-        git_commit=git_commit(),
-        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **provenance(device),
         command=command,
         per_sample={name: flag.tolist() for name, flag in per.items()},
         cascade=cascade,
     )
-
-
-def git_commit() -> str | None:
-    """Best effort: the commit of the spikeshield source tree (``+dirty`` if it has changes), or None."""
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{head}+dirty" if dirty else head or None

@@ -21,9 +21,8 @@ from torch import nn
 from spikeshield.attacks.base import Attack
 from spikeshield.attacks.registry import make_attack, parse_attack_list
 from spikeshield.evaluation.metrics import _find_attack, qte
-from spikeshield.evaluation.result import EvalResult, record_fields
+from spikeshield.evaluation.result import EvalResult, JsonRecord, record_fields
 from spikeshield.evaluation.robustness import evaluate
-from spikeshield.fileio import atomic_write_text
 from spikeshield.validation import check_eps
 
 #: version of the JSON layout written by :meth:`SweepResult.to_dict`
@@ -34,7 +33,7 @@ AttackLike = str | Callable[[nn.Module, float], Attack]
 
 
 @dataclass
-class SweepResult:
+class SweepResult(JsonRecord):
     """The outcome of :func:`eps_sweep`: accuracy per attack at each perturbation budget.
 
     ``eps`` holds the budgets in pixel units, ascending (:attr:`eta` gives them in units of 1/255).
@@ -103,19 +102,6 @@ class SweepResult:
         data = record_fields(data, cls, SWEEP_SCHEMA, "sweep result")
         data["results"] = [EvalResult.from_dict(r) for r in data.get("results", [])]
         return cls(**data)
-
-    def save_json(self, path: str | os.PathLike) -> Path:
-        """Write the sweep as JSON atomically (temporary file + ``os.replace``); return the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
-        return path
-
-    @classmethod
-    def load_json(cls, path: str | os.PathLike) -> SweepResult:
-        """Read a sweep written by :meth:`save_json`."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
 
     def plot(self, path: str | os.PathLike, title: str | None = None,
              reference: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> Path:
