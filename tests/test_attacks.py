@@ -196,16 +196,16 @@ def test_eot_on_a_deterministic_snn_equals_the_single_draw_gradient(trained_lene
 def test_surrogate_argument_changes_the_gradient_only_inside_the_attack(trained_lenet, batch):
     x, y = batch[0][:4], batch[1][:4]
     own = FGSM(trained_lenet, EPS).input_gradient(x, y)
-    triangle_attack = FGSM(trained_lenet, EPS, surrogate="triangle")
+    triangle_attack = FGSM(trained_lenet, EPS, grad="triangle")
     with triangle_attack.gradient_context():
         triangle = triangle_attack.input_gradient(x, y)
     assert not torch.allclose(own, triangle)
     triangle_attack(x, y)
     after = FGSM(trained_lenet, EPS).input_gradient(x, y)
     assert torch.equal(after, own), "the surrogate swap leaked out of the attack"
-    with gradient_mode("triangle"):  # an attack without surrogate= keeps an outer gradient mode
+    with gradient_mode("triangle"):  # an attack without grad= keeps an outer gradient mode
         assert torch.allclose(FGSM(trained_lenet, EPS).input_gradient(x, y), triangle)
-    assert triangle_attack.settings()["surrogate"]["name"] == "triangle"
+    assert triangle_attack.settings()["grad"]["name"] == "triangle"
 
 
 # --------------------------------------------------------------------------------------------- reproducibility
@@ -246,7 +246,7 @@ def test_bad_settings_are_clear_errors(trained_lenet):
     with pytest.raises(ValueError, match="loss"):
         FGSM(trained_lenet, EPS, loss="nosuchloss")
     with pytest.raises(ValueError, match="surrogate"):
-        FGSM(trained_lenet, EPS, surrogate="nosuchsurrogate")
+        FGSM(trained_lenet, EPS, grad="nosuchsurrogate")
 
 
 def test_bad_images_and_labels_are_clear_errors(trained_lenet, batch):
@@ -283,7 +283,7 @@ def test_registry_names_and_settings(trained_lenet):
     assert make_attack("pgd40", trained_lenet, EPS).steps == 40
     assert make_attack("bim7", trained_lenet, EPS).alpha == pytest.approx(EPS / 7)
     assert make_attack("rfgsm", trained_lenet, EPS).alpha == pytest.approx(EPS / 2)
-    custom = make_attack("pgd7", trained_lenet, EPS, steps=3, eot=2, surrogate="triangle")
+    custom = make_attack("pgd7", trained_lenet, EPS, steps=3, eot=2, grad="triangle")
     assert (custom.steps, custom.eot, custom.name) == (3, 2, "pgd7")
     assert make_attack("fgsm", trained_lenet, EPS).name == "fgsm"
 

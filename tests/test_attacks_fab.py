@@ -323,11 +323,11 @@ def test_fab_t_on_real_images_and_the_model_is_left_alone(trained_lenet, fmnist_
 def test_surrogate_argument_reaches_fab(trained_lenet, fmnist_eval):
     x, y = fmnist_eval[0][:8], fmnist_eval[1][:8]
     own = FAB(trained_lenet, EPS, steps=2, n_target_classes=1)
-    triangle = FAB(trained_lenet, EPS, steps=2, n_target_classes=1, surrogate="triangle")
+    triangle = FAB(trained_lenet, EPS, steps=2, n_target_classes=1, grad="triangle")
     own(x, y)
     triangle(x, y)
     assert not torch.equal(own.last_norms, triangle.last_norms)
-    assert triangle.settings()["surrogate"]["name"] == "triangle"
+    assert triangle.settings()["grad"]["name"] == "triangle"
 
 
 # ------------------------------------------------------------------------------------------------ arguments

@@ -220,11 +220,11 @@ def test_p_selection_follows_the_reference_schedule():
 
 def test_square_settings_and_surrogate():
     model = TinyNet(1, 4, 3)
-    attack = Square(model, EPS, surrogate="triangle", targeted=True, eot=2)
+    attack = Square(model, EPS, grad="triangle", targeted=True, eot=2)
     s = attack.settings()
     json.dumps(s)
     assert (s["attack"], s["loss"], s["n_queries"], s["p_init"], s["restarts"]) == ("Square", "margin", 5000, 0.8, 1)
-    assert s["surrogate"]["name"] == "triangle" and s["targeted"] and s["eot"] == 2
+    assert s["grad"]["name"] == "triangle" and s["targeted"] and s["eot"] == 2
     assert Square.name == "square" and Square(model, EPS, loss="ce").settings()["loss"] == "ce"
     attack.n_queries = 10  # the defaults above, a small budget for the run below
     x = torch.rand(4, 1, 4, 4)

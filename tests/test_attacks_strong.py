@@ -194,9 +194,9 @@ def test_surrogate_argument_reaches_apgd(trained_lenet, fmnist_batch):
     torch.manual_seed(2)
     own = APGD(trained_lenet, EPS, steps=3)(x, y)
     torch.manual_seed(2)
-    attack = APGD(trained_lenet, EPS, steps=3, surrogate="triangle")
+    attack = APGD(trained_lenet, EPS, steps=3, grad="triangle")
     triangle = attack(x, y)
-    assert not torch.equal(own, triangle) and attack.settings()["surrogate"]["name"] == "triangle"
+    assert not torch.equal(own, triangle) and attack.settings()["grad"]["name"] == "triangle"
     assert (triangle - x).abs().max().item() <= EPS + 1e-6
 
 

@@ -53,7 +53,7 @@ def test_eval_autoattack_cascade_with_state_file_and_gradient_suffix(trained_run
     result = json.loads((out / "eval.json").read_text())
     assert result["cascade"] is True
     assert list(result["robust_acc"]) == ["apgd-ce", "apgd-t", "fab-t", "square", "pgd7@rga"]
-    assert result["attacks"]["pgd7@rga"]["surrogate"] == "rga"
+    assert result["attacks"]["pgd7@rga"]["grad"] == "rga"
     assert json.loads(state.read_text())["batches_done"] == 2
     accs = list(result["robust_acc"].values())
     assert accs == sorted(accs, reverse=True) and result["worst_case_acc"] == accs[-1]

@@ -241,7 +241,7 @@ def test_mode_is_restored_after_the_block_and_on_exception():
 
 def test_unknown_gradient_names_list_the_valid_ones():
     model = TinyNet()
-    for call in (lambda: gradient_mode("rgaa").__enter__(), lambda: FGSM(model, EPS, surrogate="nosuch"),
+    for call in (lambda: gradient_mode("rgaa").__enter__(), lambda: FGSM(model, EPS, grad="nosuch"),
                  lambda: make_attack("pgd7@nosuch", model, EPS)):
         with pytest.raises(ValueError, match="choose one of:.*ann.*bptr.*exponential.*rga.*triangle"):
             call()
@@ -278,8 +278,8 @@ def test_ann_path_snn_values_twin_gradients():
     logits, g = jvp(wrapped)
     assert torch.equal(logits, model(x)), "the ANN path must keep the SNN's values"
     assert torch.equal(g, jvp(twin)[1]), "the ANN path's gradient must be the twin's"
-    attack = FGSM(model, EPS, surrogate="ann")
-    assert attack.settings()["surrogate"] == "ann"
+    attack = FGSM(model, EPS, grad="ann")
+    assert attack.settings()["grad"] == "ann"
     objective, att_logits, att_grad = attack.objective_and_gradient(x, y)
     assert torch.equal(att_logits, model(x))
     torch.testing.assert_close(objective, F.cross_entropy(model(x), y, reduction="none"))
@@ -297,7 +297,7 @@ def test_ann_twin_needs_a_spikeshield_model():
     with pytest.raises(ValueError, match="create_model"):
         ann_twin(TinyNet())
     with pytest.raises(ValueError, match="create_model"):
-        FGSM(TinyNet(), EPS, surrogate="ann")
+        FGSM(TinyNet(), EPS, grad="ann")
 
 
 # ---------------------------------------------------------------------------------------- registry and variants
@@ -307,17 +307,17 @@ def test_gradient_suffix_in_the_registry():
     x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
     attack = make_attack("pgd7@rga", model, EPS)
     assert isinstance(attack, PGD) and attack.name == "pgd7@rga" and attack.steps == 7
-    assert attack.settings()["surrogate"] == "rga"
+    assert attack.settings()["grad"] == "rga"
     _, rga_grad = input_grad(model, x, y, "rga")
     with attack.gradient_context():  # what attack(x, y) runs its math in
         torch.testing.assert_close(attack.input_gradient(x, y), rga_grad * x.shape[0])  # the attack sums the CE
-    assert make_attack("pgd7@bptr", model, EPS).settings()["surrogate"] == "bptr"
-    tri = make_attack("PGD-7@Triangle:0.5", model, EPS, surrogate=None)
-    assert tri.name == "pgd7@triangle-0.5" and tri.settings()["surrogate"] == {"name": "triangle", "gamma": 0.5}
-    assert make_attack("pgd7@triangle", model, EPS, surrogate="rga").settings()["surrogate"]["name"] == "triangle"
+    assert make_attack("pgd7@bptr", model, EPS).settings()["grad"] == "bptr"
+    tri = make_attack("PGD-7@Triangle:0.5", model, EPS, grad=None)
+    assert tri.name == "pgd7@triangle-0.5" and tri.settings()["grad"] == {"name": "triangle", "gamma": 0.5}
+    assert make_attack("pgd7@triangle", model, EPS, grad="rga").settings()["grad"]["name"] == "triangle"
     exp = make_attack("fgsm@exponential-0.3-2", model, EPS)
-    assert exp.settings()["surrogate"] == {"name": "exponential", "a": 0.3, "g": 2.0}
-    assert make_attack("apgd-ce@ann", model, EPS, steps=2).settings()["surrogate"] == "ann"
+    assert exp.settings()["grad"] == {"name": "exponential", "a": 0.3, "g": 2.0}
+    assert make_attack("apgd-ce@ann", model, EPS, steps=2).settings()["grad"] == "ann"
     assert parse_attack_list("fgsm, PGD7@RGA, pgd7@straight-through,pgd7@rga") == [
         "fgsm", "pgd7@rga", "pgd7@straight_through"]
 
@@ -344,7 +344,7 @@ def test_adaptive_attacks_worst_case_in_evaluate(trained_lenet, fmnist_batch):
     result = evaluate(trained_lenet, x, y, attacks=[*attacks, "fgsm@ann"], eps=EPS, progress=False)
     assert list(result.robust_acc) == ["fgsm@rga", "fgsm@bptr", "fgsm@triangle-2", "fgsm@ann"]
     assert result.worst_case_acc <= min(result.robust_acc.values())
-    assert result.attacks["fgsm@rga"]["surrogate"] == "rga"
+    assert result.attacks["fgsm@rga"]["grad"] == "rga"
     with pytest.raises(ValueError, match="suffix"):
         adaptive_attacks("fgsm@rga", trained_lenet, EPS)
     with pytest.raises(ValueError, match="repeat"):

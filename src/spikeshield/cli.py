@@ -54,7 +54,7 @@ def _eval(args: argparse.Namespace) -> None:
     eps = parse_eps(args.eps)
     model, x, y, command = _load_for_attack(args)
     result = evaluate(model, x, y, attacks=args.attacks, eps=eps, batch_size=args.batch_size, seed=args.seed,
-                      progress=not args.no_progress, eot=args.eot, surrogate=args.gradient, cascade=args.cascade,
+                      progress=not args.no_progress, eot=args.eot, grad=args.gradient, cascade=args.cascade,
                       state_file=args.state_file, command=command)
     print_table(result)
     out = _out_dir(args)

@@ -55,7 +55,7 @@ class APGD(Attack):
         steps: iterations per restart (default 100, as the reference).
         restarts: random restarts (default 1).
         rho: oscillation threshold of the step-size rule (default 0.75).
-        **kwargs: ``targeted``, ``eot``, ``surrogate`` of :class:`~spikeshield.attacks.base.Attack`. With ``eot=m``
+        **kwargs: ``targeted``, ``eot``, ``grad`` of :class:`~spikeshield.attacks.base.Attack`. With ``eot=m``
             every gradient, loss and prediction is the mean over ``m`` draws of a stochastic model.
 
     Shapes: ``x`` ``[B, C, H, W]`` in [0, 1], ``y`` ``[B]`` int64 -> ``x_adv`` like ``x``. Random starts use the
@@ -168,7 +168,7 @@ class APGDT(APGD):
         restarts: runs per target class (default 1).
         n_target_classes: how many target classes to try (default 9; at most ``classes - 1`` are used).
         rho: oscillation threshold of the step-size rule (default 0.75).
-        **kwargs: ``eot``, ``surrogate`` of :class:`~spikeshield.attacks.base.Attack` (``loss`` and
+        **kwargs: ``eot``, ``grad`` of :class:`~spikeshield.attacks.base.Attack` (``loss`` and
             ``targeted`` are fixed by the method).
 
     Shapes: ``x`` ``[B, C, H, W]`` in [0, 1], ``y`` ``[B]`` int64 -> ``x_adv`` like ``x``.

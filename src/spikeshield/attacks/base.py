@@ -119,7 +119,7 @@ class Attack:
             repeated ``m`` times along the batch dimension (in one forward/backward pass on an accelerator, in
             passes of at most :data:`CPU_IMAGES_PER_PASS` images on the CPU) and the ``m`` per-draw gradients are
             averaged; use it for stochastic models (``model.is_stochastic``).
-        surrogate: backward pass used for the attacker's gradients (DESIGN 6, METHODS 7): None keeps each neuron's
+        grad: backward pass used for the attacker's gradients (DESIGN 6, METHODS 7): None keeps each neuron's
             own surrogate; a surrogate name (``"triangle"``, ``"exponential"``), a ``{"name": ..., param: ...}`` dict
             or a surrogate instance replaces it inside the attack only (see
             :func:`spikeshield.neurons.gradients.gradient_mode`); ``"bptr"`` / ``"rga"`` use those rate-based
@@ -146,7 +146,7 @@ class Attack:
         *,
         targeted: bool = False,
         eot: int = 1,
-        surrogate: str | dict | Gradient | None = None,
+        grad: str | dict | Gradient | None = None,
         loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "ce",
     ) -> None:
         if not callable(model):
@@ -155,14 +155,14 @@ class Attack:
         self.eps = check_eps(eps, "eps")
         self.targeted = bool(targeted)
         self.eot = _check_positive_int(eot, "eot (number of EOT draws)")
-        self.surrogate: Gradient | str | None
-        if surrogate == "ann" or (isinstance(surrogate, dict) and surrogate.get("name") == "ann"):
+        self.grad: Gradient | str | None
+        if grad == "ann" or (isinstance(grad, dict) and grad.get("name") == "ann"):
             from spikeshield.attacks.bpda import ANNGradientModel, with_ann_gradients
 
             self.model = model if isinstance(model, ANNGradientModel) else with_ann_gradients(model)
-            self.surrogate = "ann"
+            self.grad = "ann"
         else:
-            self.surrogate = make_gradient(surrogate)
+            self.grad = make_gradient(grad)
         if callable(loss):
             self.loss_name, self.loss_fn = getattr(loss, "__name__", "custom"), loss
         elif loss in LOSSES:
@@ -189,15 +189,15 @@ class Attack:
 
     def settings(self) -> dict[str, Any]:
         """JSON-ready record of the attack and its arguments (stored in evaluation results)."""
-        surrogate: str | dict
-        if self.surrogate is None or isinstance(self.surrogate, str):
-            surrogate = self.surrogate or "own"
-        elif isinstance(self.surrogate, BackwardMode) and self.surrogate == type(self.surrogate)():
-            surrogate = self.surrogate.name  # "bptr", "rga" with the default parameters
+        grad: str | dict
+        if self.grad is None or isinstance(self.grad, str):
+            grad = self.grad or "own"
+        elif isinstance(self.grad, BackwardMode) and self.grad == type(self.grad)():
+            grad = self.grad.name  # "bptr", "rga" with the default parameters
         else:
-            surrogate = {"name": gradient_name(self.surrogate), **dataclasses.asdict(self.surrogate)}
+            grad = {"name": gradient_name(self.grad), **dataclasses.asdict(self.grad)}
         return dict(attack=type(self).__name__, eps=self.eps, targeted=self.targeted, eot=self.eot,
-                    surrogate=surrogate, loss=self.loss_name)
+                    grad=grad, loss=self.loss_name)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "attack")
@@ -206,11 +206,11 @@ class Attack:
     # ------------------------------------------------------------------------------------- helpers for subclasses
     def gradient_context(self) -> contextlib.AbstractContextManager:
         """Context in which the attacker's gradients are computed: the surrogate swap or rate-based mode, if any."""
-        if self.surrogate is None or self.surrogate == "ann":
+        if self.grad is None or self.grad == "ann":
             return contextlib.nullcontext()
         from spikeshield.neurons.gradients import gradient_mode
 
-        return gradient_mode(self.surrogate)
+        return gradient_mode(self.grad)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Model output for ``x`` without gradients (counted in :attr:`forward_passes`)."""

@@ -19,7 +19,7 @@ class BIM(Attack):
         eps: L-inf budget in pixel units.
         alpha: step size in pixel units; default ``eps / steps`` (so the last step can reach the ball's edge).
         steps: number of iterations (default 7, "BIM7").
-        **kwargs: ``targeted``, ``eot``, ``surrogate``, ``loss`` of :class:`~spikeshield.attacks.base.Attack`.
+        **kwargs: ``targeted``, ``eot``, ``grad``, ``loss`` of :class:`~spikeshield.attacks.base.Attack`.
 
     Shapes: ``x`` ``[B, C, H, W]`` in [0, 1], ``y`` ``[B]`` int64 -> ``x_adv`` like ``x``.
 

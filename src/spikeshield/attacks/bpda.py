@@ -11,7 +11,7 @@ default ``g(x) = x`` (the identity, "straight-through") suits any stage with ``f
 >>> x_adv = PGD(model, eps=8/255)(x, y)                                                          # doctest: +SKIP
 
 The same trick gives the ANN-twin gradient of a whole SNN (METHODS 7): ``BPDA(stage=snn, approximation=twin)``,
-wrapped by :func:`with_ann_gradients` (what ``Attack(..., surrogate="ann")`` uses).
+wrapped by :func:`with_ann_gradients` (what ``Attack(..., grad="ann")`` uses).
 """
 
 from __future__ import annotations
@@ -140,14 +140,14 @@ class ANNGradientModel(BPDAModel):
 
 
 def with_ann_gradients(model: nn.Module, twin: nn.Module | None = None) -> ANNGradientModel:
-    """``model`` with the gradients of its ANN twin and every value its own (``Attack(..., surrogate="ann")``).
+    """``model`` with the gradients of its ANN twin and every value its own (``Attack(..., grad="ann")``).
 
     Args:
         model: a spikeshield SNN built by :func:`~spikeshield.models.create_model`.
         twin: the differentiable stand-in; None builds :func:`~spikeshield.models.ann_twin` (a copy of the
             weights taken now: rebuild the wrapper after changing the SNN's weights).
 
-    >>> x_adv = PGD(with_ann_gradients(snn), eps=8/255)(x, y)   # as PGD(snn, 8/255, surrogate="ann")  # doctest: +SKIP
+    >>> x_adv = PGD(with_ann_gradients(snn), eps=8/255)(x, y)   # as PGD(snn, 8/255, grad="ann")  # doctest: +SKIP
     """
     return ANNGradientModel(model, twin)
 

@@ -39,7 +39,7 @@ class CW(Attack):
         steps: Adam steps per binary-search round (default 50, as the image-purification paper).
         lr: Adam learning rate on ``w`` (default 0.01, as the image-purification paper).
         binary_steps: rounds of the search over ``c`` (default 5).
-        **kwargs: ``targeted``, ``eot``, ``surrogate`` of :class:`~spikeshield.attacks.base.Attack`. ``eot=m``
+        **kwargs: ``targeted``, ``eot``, ``grad`` of :class:`~spikeshield.attacks.base.Attack`. ``eot=m``
             averages the objective, logits and input gradient over ``m`` draws (success is judged on the mean
             logits). The loss is fixed (the CW margin); passing another ``loss`` is a ``ValueError``.
 

@@ -50,7 +50,7 @@ class AutoAttack(Attack):
         version: ``"auto"`` (default: ``"rand"`` for a stochastic model, else ``"standard"``), ``"standard"`` or
             ``"rand"``.
         eot: EOT draws for the members' gradients; None: :data:`RAND_EOT` for ``"rand"``, 1 for ``"standard"``.
-        surrogate: the attacker's backward pass for every gradient member (see :class:`Attack`).
+        grad: the attacker's backward pass for every gradient member (see :class:`Attack`).
 
     Attributes:
         members: ``{name: attack}`` in the order they run.
@@ -85,8 +85,8 @@ class AutoAttack(Attack):
             for key, settings in VERSIONS[self.version]}
 
     def _member_options(self, key: str) -> dict[str, Any]:
-        """Base-class options passed to a member (Square, which uses no gradient, takes no surrogate)."""
-        return {"eot": self.eot} if key == "square" else {"eot": self.eot, "surrogate": self.surrogate}
+        """Base-class options passed to a member (Square, which uses no gradient, takes no grad)."""
+        return {"eot": self.eot} if key == "square" else {"eot": self.eot, "grad": self.grad}
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Run the members as a cascade; keep each point's first adversarial example."""

@@ -99,7 +99,7 @@ class FAB(Attack):
         beta: backward step towards ``x`` after an adversarial point (default 0.9), in (0, 1).
         alpha_max: largest weight of the step from ``x`` (default 0.1), in [0, 1].
         n_target_classes: 0 (default) for untargeted FAB; ``k > 0`` for FAB-T with ``k`` targets (AutoAttack: 9).
-        **kwargs: ``eot``, ``surrogate`` of :class:`~spikeshield.attacks.base.Attack`. With ``eot=m`` logits,
+        **kwargs: ``eot``, ``grad`` of :class:`~spikeshield.attacks.base.Attack`. With ``eot=m`` logits,
             gradients and predictions are means over ``m`` draws of a stochastic model.
 
     Attributes:

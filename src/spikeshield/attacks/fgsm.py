@@ -17,7 +17,7 @@ class FGSM(Attack):
     Args:
         model: classifier on ``[B, C, H, W]`` images in [0, 1].
         eps: L-inf budget in pixel units (default in the registry: evaluation's eps, e.g. 8/255).
-        **kwargs: ``targeted``, ``eot``, ``surrogate``, ``loss`` of :class:`~spikeshield.attacks.base.Attack`.
+        **kwargs: ``targeted``, ``eot``, ``grad``, ``loss`` of :class:`~spikeshield.attacks.base.Attack`.
 
     Shapes: ``x`` ``[B, C, H, W]`` in [0, 1], ``y`` ``[B]`` int64 -> ``x_adv`` like ``x``.
 

@@ -24,7 +24,7 @@ class MIFGSM(Attack):
         alpha: step size in pixel units (default 2/255).
         steps: number of iterations (default 5).
         decay: momentum decay factor ``mu`` (default 1.0, a number >= 0; 0 gives BIM with step ``alpha``).
-        **kwargs: ``targeted``, ``eot``, ``surrogate``, ``loss`` of :class:`~spikeshield.attacks.base.Attack`.
+        **kwargs: ``targeted``, ``eot``, ``grad``, ``loss`` of :class:`~spikeshield.attacks.base.Attack`.
 
     Shapes: ``x`` ``[B, C, H, W]`` in [0, 1], ``y`` ``[B]`` int64 -> ``x_adv`` like ``x``. Deterministic given the
     model (no random start).

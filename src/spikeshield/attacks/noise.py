@@ -22,7 +22,7 @@ class GaussianNoise(Attack):
         model: classifier on ``[B, C, H, W]`` images in [0, 1] (used only to check the inputs).
         eps: L-inf budget in pixel units; ``1.0`` for unbounded noise.
         std: noise standard deviation in pixel units (default 20/255, the purification paper's "level 20").
-        **kwargs: base-class options of :class:`~spikeshield.attacks.base.Attack`; ``eot``, ``surrogate``,
+        **kwargs: base-class options of :class:`~spikeshield.attacks.base.Attack`; ``eot``, ``grad``,
             ``loss`` and ``targeted`` have no effect on the noise.
 
     Shapes: ``x`` ``[B, C, H, W]`` in [0, 1], ``y`` ``[B]`` int64 -> ``x_adv`` like ``x``. The noise comes from the

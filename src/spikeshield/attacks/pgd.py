@@ -20,7 +20,7 @@ class PGD(Attack):
         alpha: step size in pixel units (default 2/255).
         steps: number of iterations (default 10).
         random_start: start from a uniform random point of the eps-ball (global torch RNG); default True.
-        **kwargs: ``targeted``, ``eot``, ``surrogate``, ``loss`` of :class:`~spikeshield.attacks.base.Attack`.
+        **kwargs: ``targeted``, ``eot``, ``grad``, ``loss`` of :class:`~spikeshield.attacks.base.Attack`.
             ``targeted=True``: ``y`` holds target labels and the steps descend the loss towards them.
 
     Shapes: ``x`` ``[B, C, H, W]`` in [0, 1], ``y`` ``[B]`` int64 -> ``x_adv`` like ``x``.

@@ -25,11 +25,11 @@ fab-t      FAB     100 x 9       -             Croce & Hein 2020; targeted, top-
 Names are matched ignoring case, surrounding spaces, ``-`` and ``_`` (``APGD_CE``, ``pgd-7``); the registered
 spelling is the attack's ``name``.
 
-Gradient suffix (METHODS 7): ``name@gradient`` runs the attack with ``surrogate=gradient``: a surrogate
+Gradient suffix (METHODS 7): ``name@gradient`` runs the attack with ``grad=gradient``: a surrogate
 (``pgd7@triangle``), a rate-based mode (``pgd7@rga``, ``pgd7@bptr``), the ANN twin (``apgd-ce@ann``) or ``own``;
 numeric parameters follow in field order after ``-`` or ``:`` (``pgd7@triangle-0.5``, ``pgd7@exponential-0.3-2``
 is ``a = 0.3, g = 2``). The canonical spelling (``pgd7@triangle-0.5``) is the attack's ``name``; the suffix takes
-precedence over a ``surrogate=`` override (so ``evaluate(..., surrogate=...)`` applies to the unsuffixed names).
+precedence over a ``grad=`` override (so ``evaluate(..., grad=...)`` applies to the unsuffixed names).
 :data:`GRADIENT_VARIANTS` lists the 19 gradients of Özdenizci & Legenstein (TMLR 2024) and
 :func:`adaptive_attacks` builds one attack per variant, for a per-sample worst case over gradients.
 """
@@ -105,7 +105,7 @@ def _key(name: str) -> str | None:
     return _BY_KEY.get(name.strip().lower().replace("-", "").replace("_", ""))
 
 
-#: The 19 attacker gradients of Özdenizci & Legenstein (TMLR 2024; METHODS 7), each a ``surrogate=`` value:
+#: The 19 attacker gradients of Özdenizci & Legenstein (TMLR 2024; METHODS 7), each a ``grad=`` value:
 #: triangle g in {0.25, 0.5, 1, 2, 3}; exponential a in {0.3, 1} x g in {0.5, 1, 2}; rectangle width in
 #: {0.25, 0.5, 1, 2, 4}; straight-through; BPTR; the ANN twin.
 GRADIENT_VARIANTS: tuple[str | dict[str, Any], ...] = (
@@ -136,7 +136,7 @@ def _gradient_fields(name: str) -> list[str]:
 def parse_gradient(text: str) -> tuple[str, str | dict[str, float]]:
     """A gradient suffix (``"triangle-0.5"``, ``"RGA"``, ``"straight-through"``) -> ``(canonical label, spec)``.
 
-    ``spec`` is a ``surrogate=`` value: the name alone, or ``{"name": ..., field: value}`` with the numbers given
+    ``spec`` is a ``grad=`` value: the name alone, or ``{"name": ..., field: value}`` with the numbers given
     in field order. Raises ``ValueError`` on an unknown name (listing the valid ones) or bad numbers.
     """
     tokens = text.strip().lower().replace(":", "-").split("-")
@@ -166,7 +166,7 @@ def parse_gradient(text: str) -> tuple[str, str | dict[str, float]]:
 
 
 def gradient_label(spec: Any) -> str:
-    """The suffix spelling of a ``surrogate=`` value: a name stays a name, a dict or instance lists every field.
+    """The suffix spelling of a ``grad=`` value: a name stays a name, a dict or instance lists every field.
 
     >>> gradient_label({"name": "exponential", "a": 0.3, "g": 2.0})
     'exponential-0.3-2'
@@ -199,9 +199,9 @@ def _split(name: str) -> tuple[str, str | None, Any]:
 def make_attack(name: str, model: nn.Module, eps: float, **overrides: Any) -> Attack:
     """Build the registered attack ``name`` on ``model`` with budget ``eps`` (pixel units).
 
-    ``overrides`` replace the registered settings or set base-class options (``eot``, ``surrogate``,
+    ``overrides`` replace the registered settings or set base-class options (``eot``, ``grad``,
     ``targeted``, ``loss``). ``name`` may carry a gradient suffix (``"pgd7@rga"``, ``"pgd7@triangle-0.5"``), which
-    sets ``surrogate`` and takes precedence over a ``surrogate`` override. The returned attack's ``name`` is the
+    sets ``grad`` and takes precedence over a ``grad`` override. The returned attack's ``name`` is the
     registry name, with the canonical suffix if one was given.
 
     >>> atk = make_attack("pgd7", model, eps=8/255, eot=10)   # doctest: +SKIP
@@ -209,7 +209,7 @@ def make_attack(name: str, model: nn.Module, eps: float, **overrides: Any) -> At
     """
     key, label, gradient = _split(name)
     if label is not None:
-        overrides["surrogate"] = gradient
+        overrides["grad"] = gradient
     spec = ATTACKS[key]
     try:
         attack = spec.cls(model, eps, **{**spec.settings, **overrides})
@@ -226,9 +226,9 @@ def adaptive_attacks(base_name: str, model: nn.Module, eps: float, variants: Seq
     Args:
         base_name: a registered attack without a gradient suffix (``"pgd7"``, ``"apgd-ce"``).
         model, eps: as :func:`make_attack`.
-        variants: ``surrogate=`` values (names, dicts, instances, ``"bptr"``, ``"rga"``, ``"ann"``); default
+        variants: ``grad=`` values (names, dicts, instances, ``"bptr"``, ``"rga"``, ``"ann"``); default
             :data:`GRADIENT_VARIANTS`, the 19 of Özdenizci & Legenstein.
-        overrides: settings for every attack (not ``surrogate``).
+        overrides: settings for every attack (not ``grad``).
 
     Pass the list to :func:`spikeshield.evaluation.evaluate` for the per-sample worst case over gradients:
 
@@ -236,8 +236,8 @@ def adaptive_attacks(base_name: str, model: nn.Module, eps: float, variants: Seq
     """
     if "@" in base_name:
         raise ValueError(f"adaptive_attacks takes an attack name without a gradient suffix; got {base_name!r}")
-    if "surrogate" in overrides:
-        raise ValueError("adaptive_attacks sets the gradient of each attack from `variants`; do not pass surrogate=")
+    if "grad" in overrides:
+        raise ValueError("adaptive_attacks sets the gradient of each attack from `variants`; do not pass grad=")
     variants = GRADIENT_VARIANTS if variants is None else list(variants)
     if not variants:
         raise ValueError("adaptive_attacks needs at least one gradient variant")
@@ -247,7 +247,7 @@ def adaptive_attacks(base_name: str, model: nn.Module, eps: float, variants: Seq
         raise ValueError(f"gradient variants repeat: {repeated}")
     attacks = []
     for label, variant in zip(labels, variants, strict=True):
-        attack = make_attack(base_name, model, eps, surrogate=variant, **overrides)
+        attack = make_attack(base_name, model, eps, grad=variant, **overrides)
         attack.name = f"{attack.name}@{label}"
         attacks.append(attack)
     return attacks

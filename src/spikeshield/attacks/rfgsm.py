@@ -18,7 +18,7 @@ class RFGSM(Attack):
         model: classifier on ``[B, C, H, W]`` images in [0, 1].
         eps: L-inf budget in pixel units.
         alpha: size of the random step, in [0, eps]; default ``eps / 2`` (the paper's setting).
-        **kwargs: ``targeted``, ``eot``, ``surrogate``, ``loss`` of :class:`~spikeshield.attacks.base.Attack`.
+        **kwargs: ``targeted``, ``eot``, ``grad``, ``loss`` of :class:`~spikeshield.attacks.base.Attack`.
 
     Shapes: ``x`` ``[B, C, H, W]`` in [0, 1], ``y`` ``[B]`` int64 -> ``x_adv`` like ``x``. The random step uses the
     global torch RNG.

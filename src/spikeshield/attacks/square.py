@@ -60,9 +60,9 @@ class Square(Attack):
         p_init: initial fraction of the image covered by a square, in (0, 1] (default 0.8).
         restarts: random restarts (default 1).
         loss: ``"margin"`` (default) or ``"ce"``.
-        **kwargs: ``targeted``, ``eot``, ``surrogate`` of :class:`~spikeshield.attacks.base.Attack`. With
+        **kwargs: ``targeted``, ``eot``, ``grad`` of :class:`~spikeshield.attacks.base.Attack`. With
             ``eot=m`` every query sends the batch ``m`` times through the model in one pass and uses the mean
-            logits; ``surrogate`` is accepted and has no effect (no gradients are taken).
+            logits; ``grad`` is accepted and has no effect (no gradients are taken).
 
     Attributes:
         last_queries: per-sample number of queries of the last call (int64 ``[B]``, all restarts; each query costs

@@ -34,7 +34,7 @@ class Transfer(Attack):
             May be omitted when ``attack`` is an Attack instance: then its model is the source.
         attack: a registry name (default ``"pgd7"``, built on ``source`` with ``make_attack``) or an
             :class:`Attack` instance already built for the source model (with the same ``eps``).
-        **overrides: settings for a named attack, as in ``make_attack`` (``steps``, ``eot``, ``surrogate``,
+        **overrides: settings for a named attack, as in ``make_attack`` (``steps``, ``eot``, ``grad``,
             ``targeted``, ``loss``, ...); not allowed with an Attack instance.
 
     Attributes:

@@ -28,10 +28,10 @@ ADVICE = {
     "state_leak": "Create neuron state inside forward and drop it after (no state kept on the module between calls; "
                   "no reset_net); re-run the evaluation.",
     "zero_gradients": "The backward pass is blocked: use BPDA (with_bpda) around non-differentiable stages, another "
-                      "surrogate (attacks' surrogate=, e.g. 'triangle' or ANN-twin gradients), or gradient-free "
+                      "surrogate (attacks' grad=, e.g. 'triangle' or ANN-twin gradients), or gradient-free "
                       "attacks (Square).",
     "single_step_beats_iterative": "The iterative attack is weak or its gradients mislead: more steps, a smaller "
-                                   "step size, restarts, APGD; try other surrogates (surrogate=) and EOT.",
+                                   "step size, restarts, APGD; try other surrogates (grad=) and EOT.",
     "blackbox_beats_whitebox": "The white-box gradients are obfuscated: use BPDA / other surrogates / EOT, and "
                                "report the black-box attack in the worst case.",
     "eps_increase_no_effect": "The attack does not use the budget: check eps handling and clipping, step sizes "

@@ -191,7 +191,7 @@ def agcs(
     x: torch.Tensor,
     y: torch.Tensor,
     batch_size: int = 256,
-    surrogate: Any = None,
+    grad: Any = None,
 ) -> AGCSResult:
     """Average gradient cosine similarity (AGCS, RandHet-SNN; METHODS 2).
 
@@ -209,7 +209,7 @@ def agcs(
         x: images ``[N, C, H, W]`` in [0, 1].
         y: labels ``[N]``.
         batch_size: inputs per forward pass.
-        surrogate: surrogate gradient to back-propagate through (as an attack's ``surrogate``); None: each
+        grad: the backward pass to take gradients through (as an attack's ``grad``); None: each
             neuron's own.
 
     Returns:
@@ -224,7 +224,7 @@ def agcs(
     x, y = _check_xy(x, y)
     batch_size = _check_batch_size(batch_size)
     out = []
-    with gradient_mode(surrogate), torch.enable_grad():
+    with gradient_mode(grad), torch.enable_grad():
         for i in range(0, x.shape[0], batch_size):
             xb, yb = x[i:i + batch_size], y[i:i + batch_size]
             g1 = _input_gradient(model, xb, yb)

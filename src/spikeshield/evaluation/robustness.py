@@ -40,7 +40,7 @@ def evaluate(
     progress: bool = True,
     *,
     eot: int | None = None,
-    surrogate: Any = None,
+    grad: Any = None,
     n_examples: int | None = None,
     cascade: bool | None = None,
     state_file: str | os.PathLike | None = None,
@@ -65,7 +65,7 @@ def evaluate(
         progress: show a tqdm progress bar (on stderr).
         eot: EOT draws for the registry attacks; None: 1 for a deterministic model, :data:`DEFAULT_EOT` for a
             stochastic one (``model.is_stochastic``). A stochastic model attacked with ``eot=1`` gets a warning.
-        surrogate: backward pass for the registry attacks (see :class:`Attack`); None keeps the model's own.
+        grad: backward pass for the registry attacks (see :class:`Attack`); None keeps the model's own.
         n_examples: stop after this many examples (None: all).
         cascade: run each attack only on the points still robust after the attacks before it. ``robust_acc[a]``
             is then the accuracy left after ``a`` and every attack before it, and the cost is about that of the
@@ -91,7 +91,7 @@ def evaluate(
     if n_examples is not None and (not isinstance(n_examples, int) or n_examples < 1):
         raise ValueError(f"n_examples must be a positive integer or None; got {n_examples!r}")
     stochastic = bool(getattr(model, "is_stochastic", False))
-    named, has_suite = _build_attacks(model, attacks, eps, eot=eot, surrogate=surrogate, stochastic=stochastic)
+    named, has_suite = _build_attacks(model, attacks, eps, eot=eot, grad=grad, stochastic=stochastic)
     cascade = has_suite if cascade is None else bool(cascade)
     _warn_about(model, named, stochastic)
 
@@ -158,7 +158,7 @@ def _attack_batch(model, named: dict[str, Attack], xb: torch.Tensor, yb: torch.T
 
 
 # --------------------------------------------------------------------------------------------------------- helpers
-def _build_attacks(model, attacks, eps: float, *, eot: int | None, surrogate: Any,
+def _build_attacks(model, attacks, eps: float, *, eot: int | None, grad: Any,
                    stochastic: bool) -> tuple[dict[str, Attack], bool]:
     """Registry names, suites or Attack instances -> ``({unique name: attack}, whether a suite was given)``.
 
@@ -176,7 +176,7 @@ def _build_attacks(model, attacks, eps: float, *, eot: int | None, surrogate: An
     has_suite = False
     for item in attacks:
         if isinstance(item, str) and suite_version(item) is not None:
-            item = AutoAttack(model, eps, version=suite_version(item), eot=eot, surrogate=surrogate)
+            item = AutoAttack(model, eps, version=suite_version(item), eot=eot, grad=grad)
         if isinstance(item, AutoAttack):
             has_suite = True
             members += list(item.members.items())
@@ -186,7 +186,7 @@ def _build_attacks(model, attacks, eps: float, *, eot: int | None, surrogate: An
             continue
         (key,) = parse_attack_list([item])
         draws = eot if eot is not None else DEFAULT_EOT if stochastic else 1
-        members.append((None, make_attack(key, model, eps, eot=draws, surrogate=surrogate)))
+        members.append((None, make_attack(key, model, eps, eot=draws, grad=grad)))
     named: dict[str, Attack] = {}
     for given, attack in members:
         if abs(attack.eps - eps) > 1e-12:

@@ -122,7 +122,7 @@ def eps_sweep(
     progress: bool = True,
     *,
     eot: int | None = None,
-    surrogate: Any = None,
+    grad: Any = None,
     n_examples: int | None = None,
     command: str | None = None,
 ) -> SweepResult:
@@ -137,11 +137,11 @@ def eps_sweep(
             DataLoader (it is read once per eps; a one-shot generator is refused).
         y: labels for tensor input.
         attacks: registry names (a list or ``"fgsm,pgd7"``) or factories ``(model, eps) -> Attack`` (e.g.
-            ``lambda m, e: make_attack("pgd7", m, e, steps=3)``); a factory's attacks get no ``eot``/``surrogate``
+            ``lambda m, e: make_attack("pgd7", m, e, steps=3)``); a factory's attacks get no ``eot``/``grad``
             from here. Attacks are named as in :func:`evaluate`.
         eps_list: budgets in pixel units (each in [0, 1], at least two distinct values, one of them > 0); they
             are run and reported in ascending order.
-        batch_size, seed, progress, eot, surrogate, n_examples: as in :func:`evaluate`; each eps is evaluated
+        batch_size, seed, progress, eot, grad, n_examples: as in :func:`evaluate`; each eps is evaluated
             with the same ``seed``, so random starts repeat across budgets.
         command: the command line, recorded in the result.
 
@@ -156,7 +156,7 @@ def eps_sweep(
     if not isinstance(x, torch.Tensor) and iter(x) is x:
         raise ValueError("eps_sweep reads the data once per eps: pass a tensor, a list of batches or a DataLoader, "
                          "not a one-shot iterator or generator")
-    common = dict(batch_size=batch_size, seed=seed, progress=progress, eot=eot, surrogate=surrogate,
+    common = dict(batch_size=batch_size, seed=seed, progress=progress, eot=eot, grad=grad,
                   n_examples=n_examples, command=command)
     results: list[EvalResult] = []
     for eps in eps_values:
