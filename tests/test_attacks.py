@@ -273,7 +273,8 @@ def test_bad_images_and_labels_are_clear_errors(trained_lenet, batch):
 # ------------------------------------------------------------------------------------------------------ registry
 def test_registry_names_and_settings(trained_lenet):
     assert set(ATTACKS) == {"fgsm", "rfgsm", "bim7", "pgd7", "pgd10", "pgd20", "pgd40", "mifgsm", "apgd-ce",
-                            "apgd-dlr", "apgd-t", "gaussian", "cw-pgd", "cw", "square", "fab", "fab-t"}
+                            "apgd-dlr", "apgd-t", "gaussian", "cw-pgd", "cw", "square", "fab", "fab-t", "sapgd",
+                            "sapgd-dlr"}
     assert make_attack("square", trained_lenet, EPS).n_queries == 5000
     fab_t = make_attack("fab-t", trained_lenet, EPS)
     assert (fab_t.name, fab_t.n_target_classes, fab_t.steps) == ("fab-t", 9, 100)

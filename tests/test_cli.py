@@ -101,3 +101,18 @@ def test_list_names_the_registries(capsys):
     out = capsys.readouterr().out
     assert "lenet" in out and "pgd7" in out and "rsc2" in out and "fashion_mnist" in out
     assert "autoattack-rand" in out and "rga" in out and "square" in out
+
+
+def test_eval_default_is_autoattack_plus_snn_adaptive(trained_run):
+    out = trained_run / "default"
+    code = main(["eval", "--checkpoint", str(trained_run / "model"), "--n-examples", "3", "--tune-examples", "4",
+                 "--out", str(out), "--no-progress", "--no-clamp"])
+    assert code == 0
+    result = json.loads((out / "eval.json").read_text())
+    names = list(result["robust_acc"])
+    assert names[:4] == ["apgd-ce", "apgd-t", "fab-t", "square"] and "sapgd@assg-0.45" not in names[:4]
+    assert any(n.startswith("apgd-ce@hart") for n in names) and "apgd-ce@rga" in names
+    assert names.count("apgd-ce") == 1  # the APGD-CE both suites hold runs once
+    assert result["suites"]["snn-adaptive"]["tuned"]["hart"]["n_images"] == 4
+    assert result["cascade"] and result["threat_model"] == "unclamped"
+    assert "non-standard" in (out / "eval.md").read_text()

@@ -35,7 +35,8 @@ from spikeshield.neurons import (
 )
 
 EPS = 8 / 255
-MODES = ["own", "rga", "bptr", "triangle", "exponential", "straight_through", {"name": "rga", "gamma": 0.5}]
+MODES = ["own", "rga", "bptr", "triangle", "exponential", "straight_through", {"name": "rga", "gamma": 0.5}, "hart",
+         "hart-mix", "pdsg", "assg"]
 
 
 def input_grad(model, x, y, mode=None):

@@ -1,7 +1,8 @@
 """Command line: ``spikeshield train | eval | audit | sweep | transfer | agcs | data | list``.
 
     spikeshield train --config configs/quick.yaml
-    spikeshield eval --checkpoint runs/quick/model --attacks fgsm,pgd7 --eps 8/255 --n-examples 1000
+    spikeshield eval --checkpoint runs/quick/model --eps 8/255 --n-examples 1000   # autoattack + snn-adaptive
+    spikeshield eval --checkpoint runs/quick/model --attacks fgsm,pgd7,apgd-ce@rga --no-clamp
     spikeshield audit --checkpoint runs/quick/model --eps 8/255 --n-examples 256
     spikeshield sweep --checkpoint runs/quick/model --attacks fgsm,pgd7 --eps-list 0,4/255,8/255
     spikeshield transfer --checkpoint runs/quick/model --source runs/other/model --attack pgd7
@@ -53,14 +54,38 @@ def _eval(args: argparse.Namespace) -> None:
 
     eps = parse_eps(args.eps)
     model, x, y, command = _load_for_attack(args)
-    result = evaluate(model, x, y, attacks=args.attacks, eps=eps, batch_size=args.batch_size, seed=args.seed,
-                      progress=not args.no_progress, eot=args.eot, grad=args.gradient, cascade=args.cascade,
-                      state_file=args.state_file, command=command)
+    attacks = _eval_attacks(args, model, eps)
+    result = evaluate(model, x, y, attacks=attacks, eps=eps, batch_size=args.batch_size, seed=args.seed,
+                      progress=not args.no_progress, eot=args.eot, grad=args.gradient, clamp=args.clamp,
+                      cascade=args.cascade, state_file=args.state_file, command=command)
     print_table(result)
     out = _out_dir(args)
     result.save_json(out / "eval.json")
     write_report(result, out / "eval.md")
     print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
+
+
+def _eval_attacks(args: argparse.Namespace, model, eps: float) -> list:
+    """``--attacks`` as evaluate takes it; by default AutoAttack plus, for an SNN, ``snn-adaptive``. An
+    ``snn-adaptive`` suite is tuned on the last ``--tune-examples`` training images (never the test set)."""
+    from spikeshield.attacks.adaptive import SNNAdaptive, has_spiking_neurons
+    from spikeshield.attacks.ensemble import suite_version
+    from spikeshield.data import load_dataset
+
+    names = args.attacks or ("autoattack,snn-adaptive" if has_spiking_neurons(model) else "autoattack")
+    attacks: list = []
+    for name in (n.strip() for n in names.split(",") if n.strip()):
+        if not name.lower().replace("_", "-").startswith("snn-adaptive"):
+            attacks.append(name)
+            continue
+        tune_on = None
+        if args.tune_examples:
+            train = load_dataset(model.info.name, "train", data_dir=args.data_dir)
+            tail = slice(len(train) - min(args.tune_examples, len(train)), len(train))
+            tune_on = (train.gather(tail).float().div_(255).to(args.device), train.labels[tail].to(args.device))
+        attacks.append(SNNAdaptive(model, eps, preset=suite_version(name) or "standard", tune_on=tune_on,
+                                   eot=args.eot, clamp=args.clamp))
+    return attacks
 
 
 def _audit(args: argparse.Namespace) -> None:
@@ -161,9 +186,10 @@ def _list(_: argparse.Namespace) -> None:
     from spikeshield.evaluation.audit import CHECKS
     from spikeshield.models import MODELS
     from spikeshield.neurons import BACKWARD_MODES, NEURONS, SURROGATES
+    from spikeshield.neurons.gradients import MODEL_GRADIENTS
 
     for title, names in [("models", MODELS), ("neurons", NEURONS), ("surrogates", SURROGATES),
-                         ("gradients", [*SURROGATES, *BACKWARD_MODES, "ann"]), ("encoders", ENCODERS),
+                         ("gradients", [*SURROGATES, *BACKWARD_MODES, *MODEL_GRADIENTS]), ("encoders", ENCODERS),
                          ("attacks", ATTACKS), ("suites", SUITES), ("datasets", DATASETS), ("audit", CHECKS)]:
         print(f"{title:11} {', '.join(sorted(names))}")
 
@@ -183,15 +209,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a checkpoint under attacks")
     _add_model_and_data(p, n_examples=None, writes="eval.json and eval.md")
-    p.add_argument("--attacks", default="fgsm,pgd7",
-                   help="comma list of attack names, name@gradient (pgd7@rga) or a suite: autoattack, "
-                        "autoattack-standard, autoattack-rand (spikeshield list)")
+    p.add_argument("--attacks", default=None,
+                   help="comma list of attack names, name@gradient (pgd7@rga) or suites: autoattack, "
+                        "autoattack-standard, autoattack-rand, snn-adaptive, snn-adaptive-quick (spikeshield list). "
+                        "Default: autoattack,snn-adaptive for an SNN, autoattack otherwise")
+    p.add_argument("--tune-examples", type=int, default=256,
+                   help="training images (the split's last ones) that snn-adaptive tunes HART's and ASSG's "
+                        "parameters on; 0: no tuning (defaults)")
+    p.add_argument("--clamp", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep adversarial images in [0, 1] (the standard threat model); --no-clamp is the "
+                        "non-standard unclamped one of some published SNN code, labelled in the report")
     p.add_argument("--eps", default="8/255", help="L-inf budget in pixel units, e.g. 8/255")
     p.add_argument("--eot", type=int, default=None, help="EOT draws (default: 1, or 10 for stochastic models)")
     p.add_argument("--gradient", default=None,
                    help="the attacker's backward pass for names without @: a surrogate (triangle), bptr, rga, ann")
     p.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=None,
-                   help="run each attack only on points still robust (default: only for an autoattack suite)")
+                   help="run each attack only on points still robust (default: when a suite is among the attacks)")
     p.add_argument("--state-file", default=None,
                    help="JSON progress file: an interrupted evaluation resumes from it with the same result")
     p.set_defaults(func=_eval)

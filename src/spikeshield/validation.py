@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 
@@ -25,6 +27,20 @@ def check_eps(eps: float, name: str = "eps") -> float:
     if not 0.0 <= value <= 1.0 or value != value:
         raise ValueError(f"{name} must lie in [0, 1] (pixel units, e.g. 8/255 = {8 / 255:.4f}); got {value}")
     return value
+
+
+_UNCLAMPED: ContextVar[bool] = ContextVar("spikeshield_unclamped_pixels", default=False)
+
+
+@contextmanager
+def unclamped_pixels() -> Iterator[None]:
+    """Within the block models accept pixels outside [0, 1]: the non-standard unclamped threat model (METHODS 1),
+    entered only by attacks built with ``clamp=False`` and by the scoring of their outputs."""
+    token = _UNCLAMPED.set(True)
+    try:
+        yield
+    finally:
+        _UNCLAMPED.reset(token)
 
 
 def check_images(x: torch.Tensor, channels: int, size: int, dataset: str) -> None:
@@ -51,7 +67,7 @@ def check_images(x: torch.Tensor, channels: int, size: int, dataset: str) -> Non
     if not torch.isfinite(x).all():
         raise ValueError("the input contains NaN or inf values: check the data pipeline or the attack that made it")
     lo, hi = torch.aminmax(x)
-    if lo < 0 or hi > 1:
+    if (lo < 0 or hi > 1) and not _UNCLAMPED.get():
         raise ValueError(
             f"pixel values must lie in [0, 1] (pixel space; the model normalises internally), got range "
             f"[{lo.item():.4g}, {hi.item():.4g}]: divide by 255 or undo any normalisation"

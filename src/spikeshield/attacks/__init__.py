@@ -9,9 +9,12 @@
 >>> x_adv = Transfer(model, eps=8/255, source=other_model, attack="pgd7")(x, y)   # black-box   # doctest: +SKIP
 >>> x_adv = Square(model, eps=8/255, n_queries=5000)(x, y)        # score-based black-box   # doctest: +SKIP
 >>> x_adv = make_attack("pgd7@rga", model, eps=8/255)(x, y)       # another gradient   # doctest: +SKIP
+>>> x_adv = SAPGD(model, eps=8/255, grad="rga")(x, y)      # SA-PGD with the RGA gradient   # doctest: +SKIP
 >>> result = evaluate(model, x, y, attacks=[AutoAttack(model, 8/255)])   # the cascade   # doctest: +SKIP
+>>> result = evaluate(model, x, y, attacks="autoattack,snn-adaptive")    # + every SNN gradient   # doctest: +SKIP
 """
 
+from spikeshield.attacks.adaptive import SNNAdaptive
 from spikeshield.attacks.apgd import APGD, APGDT
 from spikeshield.attacks.base import LOSSES, Attack
 from spikeshield.attacks.bim import BIM
@@ -33,10 +36,11 @@ from spikeshield.attacks.registry import (
     parse_attack_list,
 )
 from spikeshield.attacks.rfgsm import RFGSM
+from spikeshield.attacks.sapgd import SAPGD
 from spikeshield.attacks.square import Square
 from spikeshield.attacks.transfer import Transfer
 
 __all__ = ["APGD", "APGDT", "ATTACKS", "BIM", "BPDA", "CW", "EOT", "FAB", "FGSM", "GRADIENT_VARIANTS", "LOSSES",
-           "MIFGSM", "PGD", "RFGSM", "ANNGradientModel", "Attack", "AttackSpec", "AutoAttack", "BPDAModel",
-           "GaussianNoise", "Square", "Transfer", "adaptive_attacks", "make_attack", "parse_attack_list",
+           "MIFGSM", "PGD", "RFGSM", "SAPGD", "ANNGradientModel", "Attack", "AttackSpec", "AutoAttack", "BPDAModel",
+           "GaussianNoise", "SNNAdaptive", "Square", "Transfer", "adaptive_attacks", "make_attack", "parse_attack_list",
            "with_ann_gradients", "with_bpda"]

@@ -66,6 +66,8 @@ class APGD(Attack):
     """
 
     name = "apgd"
+    #: first step size of every run, in units of ``eps`` (the paper's ``2 eps``); subclasses may change it
+    initial_step: float = 2.0
 
     def __init__(self, model, eps: float, loss: str | Callable = "ce", steps: int = 100, restarts: int = 1,
                  rho: float = 0.75, **kwargs) -> None:
@@ -99,10 +101,11 @@ class APGD(Attack):
         """A random point on the eps-ball's surface (L-inf), clipped to [0, 1] (global torch RNG)."""
         t = 2 * torch.rand_like(x) - 1
         t = t / t.abs().flatten(1).amax(1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
-        return (x + self.eps * t).clamp(0.0, 1.0)
+        return self.box(x + self.eps * t)
 
     def _run(self, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable | None = None):
-        """One APGD run from a random start.
+        """One APGD run from a random start: :meth:`_step` moves the iterate (the first step size is
+        ``initial_step * eps``), checkpoints halve it per sample and send stalled samples back to their best point.
 
         Returns ``(x_best, loss_best, fooled, x_fooled)``: the highest-objective point and its objective ``[B]``,
         whether any iterate fooled the model ``[B]``, and the last iterate that did (valid where ``fooled``).
@@ -116,15 +119,13 @@ class APGD(Attack):
         fooled = self._fooled(logits, y)
         x_fooled = x_adv.clone()
         x_best, loss_best, grad_best = x_adv.clone(), loss.clone(), grad.clone()
-        step = torch.full((x.shape[0],), 2 * self.eps, dtype=x.dtype, device=x.device)
+        step = torch.full((x.shape[0],), self.initial_step * self.eps, dtype=x.dtype, device=x.device)
         history = [loss]  # objective at every iterate (the oscillation check counts increases)
         since_check, best_at_check = 0, loss_best.clone()
         reduced_at_check = torch.ones_like(fooled)
-        x_prev = x_adv
+        state = self._init_state(x_adv)
         for i in range(n):
-            a = MOMENTUM if i > 0 else 1.0
-            z = self.project(x_adv + step.view(view) * grad.sign(), x)
-            x_prev, x_adv = x_adv, self.project(x_adv + a * (z - x_adv) + (1 - a) * (x_adv - x_prev), x)
+            x_adv = self._step(x_adv, grad, step.view(view), x, i, state)
 
             loss, logits, grad = self.objective_and_gradient(x_adv, y, loss_fn)
             now = self._fooled(logits, y)
@@ -148,6 +149,28 @@ class APGD(Attack):
                 grad = torch.where(reduce.view(view), grad_best, grad)
                 interval, since_check = max(interval - interval_decr, interval_min), 0
         return x_best, loss_best, fooled, x_fooled
+
+    def _init_state(self, x_adv: torch.Tensor) -> dict[str, torch.Tensor]:
+        """State of the update rule at the start of a run: APGD keeps the previous iterate (for its momentum)."""
+        return {"prev": x_adv}
+
+    def _step(self, x_adv: torch.Tensor, grad: torch.Tensor, step: torch.Tensor, x: torch.Tensor, i: int,
+              state: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The next iterate: a signed-gradient step mixed with the last move (momentum 0.75; none when ``i == 0``).
+
+        Args:
+            x_adv: the current iterate ``[B, ...]``; grad: the objective's input gradient there.
+            step: per-sample step sizes, shaped ``[B, 1, ..., 1]``; x: the clean images (centre of the ball).
+            i: the iteration (0-based); state: the dict from :meth:`_init_state`, updated in place.
+
+        Returns the projected next iterate. Subclasses override this (and :meth:`_init_state`) to change the update
+        rule while keeping the checkpoints, the best-point bookkeeping and the restarts of :meth:`_run`.
+        """
+        a = MOMENTUM if i > 0 else 1.0
+        z = self.project(x_adv + step * grad.sign(), x)
+        x_new = self.project(x_adv + a * (z - x_adv) + (1 - a) * (x_adv - state["prev"]), x)
+        state["prev"] = x_adv
+        return x_new
 
     def settings(self) -> dict:
         """Base settings plus ``steps``, ``restarts`` and ``rho``."""

@@ -19,8 +19,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeshield.neurons.gradients import BackwardMode, Gradient, gradient_name, make_gradient
-from spikeshield.validation import check_eps, check_images, unknown_name
+from spikeshield.neurons.gradients import (
+    MODEL_GRADIENTS,
+    BackwardMode,
+    Gradient,
+    frozen_statistics,
+    gradient_mode,
+    gradient_name,
+    make_gradient,
+    mode_parameters,
+)
+from spikeshield.validation import check_eps, check_images, unclamped_pixels, unknown_name
 
 
 def _cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -126,6 +135,9 @@ class Attack:
             backward rules; ``"ann"`` takes the gradients of the model's ANN twin
             (:func:`~spikeshield.attacks.bpda.with_ann_gradients`: ``self.model`` becomes that wrapper, values stay
             the model's own). The forward, and so every loss and prediction, is always the model's exact one.
+        clamp: True (default, the standard threat model) keeps ``x_adv`` in ``[0, 1]``; False drops that clip (only
+            the eps-ball remains), the non-standard threat model of some published SNN code (METHODS 1). Results
+            record it and reports label it.
         loss: ``"ce"`` (cross-entropy), ``"dlr"`` (difference of logits ratio, >= 3 classes), ``"cw"`` (the
             Carlini-Wagner margin ``max_{j != y} z_j - z_y``) or a callable
             ``loss(logits, y) -> [B]`` per-sample loss.
@@ -148,6 +160,7 @@ class Attack:
         eot: int = 1,
         grad: str | dict | Gradient | None = None,
         loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "ce",
+        clamp: bool = True,
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be a callable nn.Module; got {type(model).__name__}")
@@ -156,11 +169,13 @@ class Attack:
         self.targeted = bool(targeted)
         self.eot = _check_positive_int(eot, "eot (number of EOT draws)")
         self.grad: Gradient | str | None
-        if grad == "ann" or (isinstance(grad, dict) and grad.get("name") == "ann"):
+        grad_name = grad.get("name") if isinstance(grad, dict) else grad
+        if isinstance(grad_name, str) and grad_name in MODEL_GRADIENTS:
             from spikeshield.attacks.bpda import ANNGradientModel, with_ann_gradients
 
-            self.model = model if isinstance(model, ANNGradientModel) else with_ann_gradients(model)
-            self.grad = "ann"
+            activation = "clamp" if grad_name == "ann-clamp" else "relu"
+            self.model = model if isinstance(model, ANNGradientModel) else with_ann_gradients(model, activation)
+            self.grad = grad_name
         else:
             self.grad = make_gradient(grad)
         if callable(loss):
@@ -169,6 +184,9 @@ class Attack:
             self.loss_name, self.loss_fn = loss, LOSSES[loss]
         else:
             raise unknown_name("attack loss", loss, LOSSES)
+        if not isinstance(clamp, bool):
+            raise ValueError(f"clamp must be True (the standard threat model) or False; got {clamp!r}")
+        self.clamp = clamp
         self.forward_passes = 0
 
     # ----------------------------------------------------------------------------------------------- public API
@@ -179,7 +197,7 @@ class Attack:
         inside ``[x - eps, x + eps]`` and ``[0, 1]``.
         """
         x, y = self._check_inputs(x, y)
-        with torch.enable_grad(), self.gradient_context():
+        with torch.enable_grad(), self.gradient_context(), self.threat_model():
             x_adv = self.perturb(x, y)
         return self.project(x_adv, x).detach()
 
@@ -193,11 +211,13 @@ class Attack:
         if self.grad is None or isinstance(self.grad, str):
             grad = self.grad or "own"
         elif isinstance(self.grad, BackwardMode) and self.grad == type(self.grad)():
-            grad = self.grad.name  # "bptr", "rga" with the default parameters
+            grad = self.grad.name  # "bptr", "rga", "hart", ... with the default parameters
+        elif isinstance(self.grad, BackwardMode):
+            grad = {"name": self.grad.name, **mode_parameters(self.grad)}
         else:
             grad = {"name": gradient_name(self.grad), **dataclasses.asdict(self.grad)}
         return dict(attack=type(self).__name__, eps=self.eps, targeted=self.targeted, eot=self.eot,
-                    grad=grad, loss=self.loss_name)
+                    grad=grad, loss=self.loss_name, clamp=self.clamp)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "attack")
@@ -206,11 +226,13 @@ class Attack:
     # ------------------------------------------------------------------------------------- helpers for subclasses
     def gradient_context(self) -> contextlib.AbstractContextManager:
         """Context in which the attacker's gradients are computed: the surrogate swap or rate-based mode, if any."""
-        if self.grad is None or self.grad == "ann":
+        if self.grad is None or isinstance(self.grad, str):
             return contextlib.nullcontext()
-        from spikeshield.neurons.gradients import gradient_mode
+        return gradient_mode(self.grad.fresh() if isinstance(self.grad, BackwardMode) else self.grad)
 
-        return gradient_mode(self.grad)
+    def threat_model(self) -> contextlib.AbstractContextManager:
+        """Context the attack runs in: with ``clamp=False`` models accept pixels outside [0, 1]."""
+        return contextlib.nullcontext() if self.clamp else unclamped_pixels()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Model output for ``x`` without gradients (counted in :attr:`forward_passes`)."""
@@ -257,11 +279,12 @@ class Attack:
         for start in range(0, m, draws):
             k = min(draws, m - start)
             x_rep = x_adv.detach().repeat(k, *([1] * (x_adv.dim() - 1))).requires_grad_(True)
-            logits = self.model(x_rep)
-            per_sample = loss_fn(logits, y.repeat(k))
-            per_sample = -per_sample if self.targeted else per_sample
+            with frozen_statistics() if start else contextlib.nullcontext():  # ASSG: EOT draws after the first
+                logits = self.model(x_rep)
+                per_sample = loss_fn(logits, y.repeat(k))
+                per_sample = -per_sample if self.targeted else per_sample
+                (grad,) = torch.autograd.grad(per_sample.sum(), x_rep)
             self.forward_passes += x_rep.shape[0]
-            (grad,) = torch.autograd.grad(per_sample.sum(), x_rep)
             parts = (per_sample.detach().view(k, batch).sum(0), logits.detach().view(k, batch, -1).sum(0),
                      grad.view(k, batch, *x_adv.shape[1:]).sum(0))
             if objective is None:
@@ -271,12 +294,16 @@ class Attack:
         return objective / m, logits_sum / m, grad_sum / m
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Project ``x_adv`` into the L-inf eps-ball around ``x`` and into ``[0, 1]``."""
-        return torch.min(torch.max(x_adv, x - self.eps), x + self.eps).clamp(0.0, 1.0)
+        """Project ``x_adv`` into the L-inf eps-ball around ``x`` and into ``[0, 1]`` (unless ``clamp=False``)."""
+        return self.box(torch.min(torch.max(x_adv, x - self.eps), x + self.eps))
+
+    def box(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` clipped to the valid pixel range ``[0, 1]``; unchanged under the unclamped threat model."""
+        return x.clamp(0.0, 1.0) if self.clamp else x
 
     def uniform_start(self, x: torch.Tensor) -> torch.Tensor:
-        """A uniform random point of the eps-ball around ``x``, clipped to ``[0, 1]`` (global torch RNG)."""
-        return (x + torch.empty_like(x).uniform_(-self.eps, self.eps)).clamp(0.0, 1.0)
+        """A uniform random point of the eps-ball around ``x``, clipped by :meth:`box` (global torch RNG)."""
+        return self.box(x + torch.empty_like(x).uniform_(-self.eps, self.eps))
 
     # --------------------------------------------------------------------------------------------- validation
     def _check_inputs(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -116,12 +116,13 @@ class ANNGradientModel(BPDAModel):
     marked with ``"gradient": "ann"``. Built by :func:`with_ann_gradients`.
     """
 
-    def __init__(self, model: nn.Module, twin: nn.Module | None = None) -> None:
+    def __init__(self, model: nn.Module, twin: nn.Module | None = None, activation: str = "relu") -> None:
         if twin is None:
             from spikeshield.models.ann import ann_twin
 
-            twin = ann_twin(model)
+            twin = ann_twin(model, activation)
         super().__init__(BPDA(model, twin), model)
+        self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The SNN's logits ``[B, classes]`` for ``x`` ``[B, C, H, W]``, with the twin's gradient."""
@@ -136,20 +137,23 @@ class ANNGradientModel(BPDAModel):
     def config(self) -> dict | None:
         """The SNN's config, marked with ``"gradient": "ann"`` (None if the SNN has none)."""
         config = getattr(self.classifier, "config", None)
-        return None if config is None else {**config, "gradient": "ann"}
+        gradient = "ann" if self.activation == "relu" else f"ann-{self.activation}"
+        return None if config is None else {**config, "gradient": gradient}
 
 
-def with_ann_gradients(model: nn.Module, twin: nn.Module | None = None) -> ANNGradientModel:
+def with_ann_gradients(model: nn.Module, activation: str = "relu", twin: nn.Module | None = None) -> ANNGradientModel:
     """``model`` with the gradients of its ANN twin and every value its own (``Attack(..., grad="ann")``).
 
     Args:
         model: a spikeshield SNN built by :func:`~spikeshield.models.create_model`.
+        activation: the twin's activation: ``"relu"`` (SNN-RAT; ``grad="ann"``) or ``"clamp"`` (``clamp(x, 0, 1)``
+            quantised to 8 levels with a straight-through floor, as the RGA/HART code; ``grad="ann-clamp"``).
         twin: the differentiable stand-in; None builds :func:`~spikeshield.models.ann_twin` (a copy of the
             weights taken now: rebuild the wrapper after changing the SNN's weights).
 
     >>> x_adv = PGD(with_ann_gradients(snn), eps=8/255)(x, y)   # as PGD(snn, 8/255, grad="ann")  # doctest: +SKIP
     """
-    return ANNGradientModel(model, twin)
+    return ANNGradientModel(model, twin, activation)
 
 
 def with_bpda(preprocess: Callable[[torch.Tensor], torch.Tensor], classifier: nn.Module,

@@ -1,4 +1,5 @@
-"""AutoAttack: a fixed, parameter-free ensemble of diverse attacks run as a cascade with per-sample worst case.
+"""Attack suites run as cascades (:class:`Suite`), and AutoAttack: a fixed, parameter-free ensemble of diverse
+attacks run as a cascade with per-sample worst case.
 
 Paper: Croce, Hein, "Reliable Evaluation of Adversarial Robustness with an Ensemble of Diverse Parameter-free
 Attacks", ICML 2020; versions and defaults as the authors' reference (fra31/auto-attack ``autoattack.py``):
@@ -32,16 +33,69 @@ VERSIONS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
 #: EOT draws per gradient of the ``"rand"`` version (the reference's ``eot_iter``)
 RAND_EOT = 20
 
-#: names under which :func:`spikeshield.evaluation.evaluate` and the CLI accept a suite -> version
-SUITES: dict[str, str] = {"autoattack": "auto", "autoattack-standard": "standard", "autoattack-rand": "rand"}
+#: names under which :func:`spikeshield.evaluation.evaluate`, :func:`make_suite` and the CLI accept a suite ->
+#: the AutoAttack version or the ``snn-adaptive`` preset
+SUITES: dict[str, str] = {"autoattack": "auto", "autoattack-standard": "standard", "autoattack-rand": "rand",
+                          "snn-adaptive": "standard", "snn-adaptive-quick": "quick"}
 
 
 def suite_version(name: str) -> str | None:
-    """The AutoAttack version that ``name`` spells (``"autoattack-rand"`` -> ``"rand"``), or None if not a suite."""
+    """The version or preset a suite name spells (``"autoattack-rand"`` -> ``"rand"``), or None if not a suite."""
     return SUITES.get(name.strip().lower().replace("_", "-"))
 
 
-class AutoAttack(Attack):
+def make_suite(name: str, model, eps: float, **options: Any) -> Suite:
+    """Build the suite ``name`` (a key of :data:`SUITES`): an :class:`AutoAttack` or an
+    :class:`~spikeshield.attacks.adaptive.SNNAdaptive`; ``options`` go to its constructor.
+
+    >>> suite = make_suite("snn-adaptive-quick", model, 8/255)   # doctest: +SKIP
+    """
+    version = suite_version(name)
+    if version is None:
+        raise unknown_name("attack suite", name, SUITES)
+    if name.strip().lower().replace("_", "-").startswith("snn-adaptive"):
+        from spikeshield.attacks.adaptive import SNNAdaptive
+
+        return SNNAdaptive(model, eps, preset=version, **options)
+    return AutoAttack(model, eps, version=version, **options)
+
+
+class Suite(Attack):
+    """Several attacks run as one cascade: each member only on the points no member before it fooled.
+
+    Subclasses fill :attr:`members` (``{name: attack}``, in order). Called as an attack, a suite returns per sample
+    the first adversarial point a member finds, else ``x``, and sets ``last_broken_by`` (per sample, the member that
+    fooled it first, or None). ``evaluate`` runs the members as the same cascade with per-member accounting.
+    """
+
+    members: dict[str, Attack]
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Run the members as a cascade; keep each point's first adversarial example."""
+        x_adv = x.clone()
+        robust = self.logits(x).argmax(1) == y
+        broken_by: list[str | None] = [None] * x.shape[0]
+        for name, attack in self.members.items():
+            todo = robust.nonzero().squeeze(1)
+            if not todo.numel():
+                break
+            before = attack.forward_passes
+            candidate = attack(x[todo], y[todo])
+            fooled = self.logits(candidate).argmax(1) != y[todo]
+            self.forward_passes += attack.forward_passes - before
+            x_adv[todo[fooled]] = candidate[fooled]
+            robust[todo[fooled]] = False
+            for i in todo[fooled].tolist():
+                broken_by[i] = name
+        self.last_broken_by = broken_by
+        return x_adv
+
+    def settings(self) -> dict[str, Any]:
+        """The base settings and every member's settings."""
+        return {**super().settings(), "members": {name: attack.settings() for name, attack in self.members.items()}}
+
+
+class AutoAttack(Suite):
     """AutoAttack (L-inf) as one attack: its members run in turn, each on the points not yet fooled.
 
     Args:
@@ -86,25 +140,9 @@ class AutoAttack(Attack):
 
     def _member_options(self, key: str) -> dict[str, Any]:
         """Base-class options passed to a member (Square, which uses no gradient, takes no grad)."""
-        return {"eot": self.eot} if key == "square" else {"eot": self.eot, "grad": self.grad}
-
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Run the members as a cascade; keep each point's first adversarial example."""
-        x_adv = x.clone()
-        robust = self.logits(x).argmax(1) == y
-        for attack in self.members.values():
-            todo = robust.nonzero().squeeze(1)
-            if not todo.numel():
-                break
-            before = attack.forward_passes
-            candidate = attack(x[todo], y[todo])
-            fooled = self.logits(candidate).argmax(1) != y[todo]
-            self.forward_passes += attack.forward_passes - before
-            x_adv[todo[fooled]] = candidate[fooled]
-            robust[todo[fooled]] = False
-        return x_adv
+        common = {"eot": self.eot, "clamp": self.clamp}
+        return common if key == "square" else {**common, "grad": self.grad}
 
     def settings(self) -> dict[str, Any]:
         """The suite's version and every member's settings."""
-        return {**super().settings(), "version": self.version,
-                "members": {name: attack.settings() for name, attack in self.members.items()}}
+        return {**super().settings(), "version": self.version}

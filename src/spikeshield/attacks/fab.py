@@ -18,17 +18,18 @@ from torch import nn
 from spikeshield.attacks.base import Attack, _check_positive_int, check_steps
 
 
-def linf_projection(points: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Exact L-inf projection onto a hyperplane intersected with the box ``[0, 1]^D``, for a batch of problems.
+def linf_projection(points: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lo: float = 0.0,
+                    hi: float = 1.0) -> torch.Tensor:
+    """Exact L-inf projection onto a hyperplane intersected with the box ``[lo, hi]^D``, for a batch of problems.
 
-    For each row ``t = points[i]`` (in ``[0, 1]^D``), ``w[i]`` ``[D]`` and ``b[i]`` (scalar) returns the displacement
-    ``d`` of smallest ``||d||_inf`` with ``<w, t + d> = b`` and ``t + d`` in ``[0, 1]^D``. Where the hyperplane does not
-    meet the box, ``d`` moves ``t`` to the box corner that comes closest to it (as the reference does).
+    For each row ``t = points[i]`` (in the box), ``w[i]`` ``[D]`` and ``b[i]`` (scalar) returns the displacement
+    ``d`` of smallest ``||d||_inf`` with ``<w, t + d> = b`` and ``t + d`` in ``[lo, hi]^D``. Where the hyperplane
+    does not meet the box, ``d`` moves ``t`` to the box corner that comes closest to it (as the reference does).
 
     Orient ``w`` so that ``c = <w, t> - b >= 0`` must be removed. Pixel ``i`` can lower ``<w, z>`` by at most
-    ``|w_i| * room_i`` (``room_i = t_i`` where ``w_i > 0``, ``1 - t_i`` where ``w_i < 0``); within radius ``r`` the
-    largest decrease is the concave, piecewise-linear ``g(r) = sum_i |w_i| min(r, room_i)``. The optimum is the
-    ``r*`` with ``g(r*) = c``, found in one pass over the sorted rooms (no bisection loop), and
+    ``|w_i| * room_i`` (``room_i = t_i - lo`` where ``w_i > 0``, ``hi - t_i`` where ``w_i < 0``); within radius
+    ``r`` the largest decrease is the concave, piecewise-linear ``g(r) = sum_i |w_i| min(r, room_i)``. The optimum is
+    the ``r*`` with ``g(r*) = c``, found in one pass over the sorted rooms (no bisection loop), and
     ``d_i = -sign(w_i) min(r*, room_i)``.
 
     Shapes: ``points``, ``w`` ``[N, D]``, ``b`` ``[N]`` -> ``d`` ``[N, D]``.
@@ -36,7 +37,7 @@ def linf_projection(points: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> t
     c = (w * points).sum(1) - b
     flip = 1 - 2 * (c < 0).to(w.dtype)  # orient: the hyperplane lies where <w, z> is lower by c >= 0
     w, c = w * flip[:, None], c * flip
-    room = torch.where(w > 0, points, 1 - points).clamp_min(0)  # how far each pixel can go the useful way
+    room = torch.where(w > 0, points - lo, hi - points).clamp_min(0)  # how far each pixel can go the useful way
     room_sorted, order = room.sort(1)
     w_sorted = w.abs().gather(1, order)
     cum_w = w_sorted.cumsum(1)
@@ -163,22 +164,23 @@ class FAB(Attack):
              random_start: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """One FAB run; returns the smallest adversarial point per sample and its L-inf distance (``inf``: none)."""
         n, view = x0.shape[0], (-1,) + (1,) * (x0.dim() - 1)
+        lo, hi = (0.0, 1.0) if self.clamp else (-self.eps, 1.0 + self.eps)  # unclamped: a box holding every ball
         flat0 = x0.reshape(n, -1)
         x1 = x0.clone()
         if random_start:  # a random point at L-inf distance eps / 2, as the reference
             t = 2 * torch.rand_like(x0) - 1
-            x1 = (x0 + 0.5 * self.eps * t / t.abs().flatten(1).amax(1).clamp_min(1e-12).view(view)).clamp(0.0, 1.0)
+            x1 = (x0 + 0.5 * self.eps * t / t.abs().flatten(1).amax(1).clamp_min(1e-12).view(view)).clamp(lo, hi)
         best = x0.clone()
         best_norm = torch.full((n,), math.inf, dtype=x0.dtype, device=x0.device)
         for _ in range(self.steps):
             df, dg = self._boundary(x1, y, target)  # boundary ~ {z: df + <dg, z - x1> = 0}
             flat1 = x1.reshape(n, -1)
             b = (dg * flat1).sum(1) - df
-            d = linf_projection(torch.cat((flat1, flat0)), torch.cat((dg, dg)), torch.cat((b, b)))
+            d = linf_projection(torch.cat((flat1, flat0)), torch.cat((dg, dg)), torch.cat((b, b)), lo, hi)
             d1, d2 = d[:n], d[n:]
             size = d.abs().amax(1).clamp_min(1e-8)
             alpha = (size[:n] / (size[:n] + size[n:])).clamp(0.0, self.alpha_max)[:, None]
-            x1 = ((1 - alpha) * (flat1 + self.eta * d1) + alpha * (flat0 + self.eta * d2)).clamp(0.0, 1.0)
+            x1 = ((1 - alpha) * (flat1 + self.eta * d1) + alpha * (flat0 + self.eta * d2)).clamp(lo, hi)
             x1 = x1.view_as(x0)
 
             adv = self._mean_logits(x1).argmax(1) != y

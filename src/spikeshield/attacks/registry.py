@@ -14,6 +14,8 @@ mifgsm     MIFGSM  5             2/255         Dong et al. 2018; decay 1.0 (Rand
 apgd-ce    APGD    100           2 eps, auto   Croce & Hein 2020; CE loss, 1 restart
 apgd-dlr   APGD    100           2 eps, auto   Croce & Hein 2020; DLR loss, 1 restart
 apgd-t     APGDT   100 x 9       2 eps, auto   Croce & Hein 2020; targeted DLR, top-9 other classes
+sapgd      SAPGD   100           eps, auto     Wang et al. 2025 (SA-PGD); CE loss, 1 restart
+sapgd-dlr  SAPGD   100           eps, auto     Wang et al. 2025 (SA-PGD); DLR loss, 1 restart
 gaussian   Gauss.  0             -             purification paper's "level 20" noise: std 20/255
 cw-pgd     PGD     30            0.01          PGD with the CW margin loss (Carlini & Wagner 2017); random start
 cw         CW      50 x 5        Adam lr 0.01  Carlini & Wagner 2017, L2; c = 1, 5 binary-search rounds (purif. paper)
@@ -53,8 +55,15 @@ from spikeshield.attacks.mifgsm import MIFGSM
 from spikeshield.attacks.noise import GaussianNoise
 from spikeshield.attacks.pgd import PGD
 from spikeshield.attacks.rfgsm import RFGSM
+from spikeshield.attacks.sapgd import SAPGD
 from spikeshield.attacks.square import Square
-from spikeshield.neurons.gradients import BACKWARD_MODES, gradient_name, gradient_names, make_gradient
+from spikeshield.neurons.gradients import (
+    BACKWARD_MODES,
+    MODEL_GRADIENTS,
+    gradient_name,
+    gradient_names,
+    make_gradient,
+)
 from spikeshield.neurons.surrogate import SURROGATES
 from spikeshield.validation import unknown_name
 
@@ -81,6 +90,10 @@ ATTACKS: dict[str, AttackSpec] = {
     "apgd-ce": AttackSpec(APGD, {"loss": "ce", "steps": 100, "restarts": 1}, "Croce & Hein, ICML 2020"),
     "apgd-dlr": AttackSpec(APGD, {"loss": "dlr", "steps": 100, "restarts": 1}, "Croce & Hein, ICML 2020"),
     "apgd-t": AttackSpec(APGDT, {"steps": 100, "restarts": 1, "n_target_classes": 9}, "Croce & Hein, ICML 2020"),
+    "sapgd": AttackSpec(SAPGD, {"loss": "ce", "steps": 100, "restarts": 1},
+                        "Wang et al., arXiv 2512.22522 (2025), SA-PGD; METHODS 7"),
+    "sapgd-dlr": AttackSpec(SAPGD, {"loss": "dlr", "steps": 100, "restarts": 1},
+                            "SA-PGD (Wang et al. 2025) with the DLR loss of Croce & Hein, ICML 2020"),
     "gaussian": AttackSpec(GaussianNoise, {"std": 20 / 255},
                            "image-purification SNN paper, noise 'level 20' read as std 20/255"),
     "cw-pgd": AttackSpec(PGD, {"loss": "cw", "steps": 30, "alpha": 0.01, "random_start": True},
@@ -118,7 +131,7 @@ GRADIENT_VARIANTS: tuple[str | dict[str, Any], ...] = (
 )
 
 #: normalised spelling -> gradient name (``straight-through`` -> ``straight_through``)
-_GRADIENT_KEYS = {name.replace("_", ""): name for name in gradient_names()}
+_GRADIENT_KEYS = {name.replace("_", "").replace("-", ""): name for name in gradient_names()}
 
 
 def _number(value: float) -> str:
@@ -130,7 +143,7 @@ def _number(value: float) -> str:
 def _gradient_fields(name: str) -> list[str]:
     """Parameter names, in order, of the gradient ``name`` (none for ``own``, ``ann``, ``straight_through``)."""
     cls = SURROGATES.get(name) or BACKWARD_MODES.get(name)
-    return [f.name for f in dataclasses.fields(cls)] if cls is not None else []
+    return [f.name for f in dataclasses.fields(cls) if f.init] if cls is not None else []
 
 
 def parse_gradient(text: str) -> tuple[str, str | dict[str, float]]:
@@ -175,8 +188,8 @@ def gradient_label(spec: Any) -> str:
         return "own"
     if isinstance(spec, str):
         return parse_gradient(spec)[0]
-    if spec == "ann" or (isinstance(spec, dict) and spec.get("name") == "ann"):
-        return "ann"
+    if isinstance(spec, dict) and spec.get("name") in MODEL_GRADIENTS:
+        return spec["name"]
     gradient = make_gradient(spec)
     name = gradient_name(gradient)
     return "-".join([name, *(_number(getattr(gradient, f)) for f in _gradient_fields(name))])
@@ -204,9 +217,17 @@ def make_attack(name: str, model: nn.Module, eps: float, **overrides: Any) -> At
     sets ``grad`` and takes precedence over a ``grad`` override. The returned attack's ``name`` is the
     registry name, with the canonical suffix if one was given.
 
+    A suite name (``"autoattack"``, ``"snn-adaptive"``, ``"snn-adaptive-quick"``; ``ensemble.SUITES``) builds
+    that suite, ``overrides`` going to its constructor.
+
     >>> atk = make_attack("pgd7", model, eps=8/255, eot=10)   # doctest: +SKIP
     >>> atk = make_attack("pgd7@rga", model, eps=8/255)       # atk.name == "pgd7@rga"   # doctest: +SKIP
+    >>> suite = make_attack("snn-adaptive", model, eps=8/255)  # every SNN gradient, worst case  # doctest: +SKIP
     """
+    from spikeshield.attacks.ensemble import make_suite, suite_version
+
+    if isinstance(name, str) and suite_version(name) is not None:
+        return make_suite(name, model, eps, **overrides)
     key, label, gradient = _split(name)
     if label is not None:
         overrides["grad"] = gradient

@@ -37,7 +37,7 @@ class RFGSM(Attack):
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Random sign step of size ``alpha``, then a gradient sign step of size ``eps - alpha``."""
-        x_start = (x + self.alpha * torch.randn_like(x).sign()).clamp(0.0, 1.0)
+        x_start = self.box(x + self.alpha * torch.randn_like(x).sign())
         return x_start + (self.eps - self.alpha) * self.input_gradient(x_start, y).sign()
 
     def settings(self) -> dict:

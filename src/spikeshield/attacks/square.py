@@ -135,7 +135,7 @@ class Square(Attack):
         n, c, h, w = x.shape
         eps = self.eps
         signs = torch.randint(0, 2, (n, c, 1, w), device=x.device).to(x.dtype) * 2 - 1
-        x_best = (x + eps * signs).clamp(0.0, 1.0)
+        x_best = self.box(x + eps * signs)
         margin_best, loss_best = self._query(x_best, y)
         queries = torch.ones(n, dtype=torch.long, device=x.device)
         rows = torch.arange(h, device=x.device)

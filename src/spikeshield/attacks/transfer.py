@@ -74,7 +74,7 @@ class Transfer(Attack):
                             f"{type(attack).__name__}")
         if not callable(source):
             raise TypeError(f"source must be a callable nn.Module; got {type(source).__name__}")
-        super().__init__(model, eps, targeted=source_attack.targeted, eot=source_attack.eot)
+        super().__init__(model, eps, targeted=source_attack.targeted, eot=source_attack.eot, clamp=source_attack.clamp)
         if abs(source_attack.eps - self.eps) > 1e-12:
             raise ValueError(f"the source attack has eps = {source_attack.eps} but the transfer eps is {self.eps}: "
                              f"build it with the same eps")
@@ -100,5 +100,6 @@ class Transfer(Attack):
         """The transfer record: eps, the source model and the source attack's own settings."""
         config = getattr(self.source, "config", None)
         source = dict(config) if config else {"name": type(self.source).__name__}
-        return dict(attack="Transfer", eps=self.eps, targeted=self.targeted, eot=self.eot, source=source,
+        return dict(attack="Transfer", eps=self.eps, targeted=self.targeted, eot=self.eot, clamp=self.clamp,
+                    source=source,
                     source_attack={"name": self.source_attack.name, **self.source_attack.settings()})

@@ -31,6 +31,10 @@ flag                              raised when
 ``random_beats_gradient``         random points of the eps-ball (``n_random`` per image: half uniform, half corners)
                                   fool images that every white-box attack left robust, more than :data:`ACC_TOL` of the
                                   images and at least :data:`MIN_SAMPLES`
+``gradient_dependent``            spiking models only: the robust accuracy under :data:`GRADIENT_ATTACK` run through
+                                  each backward pass of :data:`AUDIT_GRADIENTS` (the model's own surrogate, others,
+                                  BPTR, RGA, the ANN twin) spreads by more than :data:`GRADIENT_SPREAD` (and at least
+                                  :data:`MIN_SAMPLES` images) between the best and the worst mode
 ================================  =====================================================================================
 
 A model that is stochastic (declared by ``model.is_stochastic`` or observed) is attacked with EOT: ``eot`` draws per
@@ -58,18 +62,19 @@ from spikeshield.attacks.base import Attack, check_labels
 from spikeshield.attacks.fgsm import FGSM
 from spikeshield.attacks.noise import GaussianNoise
 from spikeshield.attacks.pgd import PGD
-from spikeshield.attacks.registry import ATTACKS, make_attack, parse_attack_list
+from spikeshield.attacks.registry import ATTACKS, gradient_label, make_attack, parse_attack_list, parse_gradient
 from spikeshield.attacks.rfgsm import RFGSM
 from spikeshield.attacks.transfer import Transfer
 from spikeshield.evaluation.audit_report import AUDIT_SCHEMA, CHECKS, AuditReport
 from spikeshield.evaluation.result import EvalResult, provenance
 from spikeshield.evaluation.robustness import DEFAULT_EOT, _device_of, evaluate
+from spikeshield.neurons.base import SpikingNeuron
 from spikeshield.validation import check_eps
 
-__all__ = ["ACC_TOL", "AUDIT_SCHEMA", "BLACKBOX_QUERIES", "CHECKS", "DEFAULT_ATTACKS", "EPS_FACTORS", "MIN_SAMPLES",
-           "N_RANDOM", "OUTPUT_ATOL", "OUTPUT_RTOL", "PROBE_SIZE", "RANDOM_CONFIRM_DRAWS", "STOCHASTIC_CALLS",
-           "UNBOUNDED_ALPHA", "UNBOUNDED_STEPS", "UNBOUNDED_SUCCESS", "ZERO_GRAD_SHARE", "AuditReport", "audit",
-           "flags_from_result"]
+__all__ = ["ACC_TOL", "AUDIT_GRADIENTS", "AUDIT_SCHEMA", "BLACKBOX_QUERIES", "CHECKS", "DEFAULT_ATTACKS",
+           "EPS_FACTORS", "GRADIENT_ATTACK", "GRADIENT_SPREAD", "MIN_SAMPLES", "N_RANDOM", "OUTPUT_ATOL", "OUTPUT_RTOL",
+           "PROBE_SIZE", "RANDOM_CONFIRM_DRAWS", "STOCHASTIC_CALLS", "UNBOUNDED_ALPHA", "UNBOUNDED_STEPS",
+           "UNBOUNDED_SUCCESS", "ZERO_GRAD_SHARE", "AuditReport", "audit", "flags_from_result"]
 
 #: white-box attacks used when ``audit(attacks=None)``: one single-step and one iterative (registry names)
 DEFAULT_ATTACKS = ("fgsm", "pgd20")
@@ -99,6 +104,16 @@ N_RANDOM = 32
 RANDOM_CONFIRM_DRAWS = 5
 #: query budget of a score-based black-box attack (``n_queries`` of Square)
 BLACKBOX_QUERIES = 1000
+#: ``gradient_dependent``: the backward passes the attack is run through (registry gradient spellings, as in
+#: ``"pgd7@rga"``; METHODS 7): the model's own surrogate, narrow and wide surrogates, straight-through, BPTR, RGA and
+#: the ANN twin (skipped for models that have none)
+AUDIT_GRADIENTS = ("own", "triangle-0.5", "triangle-2", "rectangle-1", "straight_through", "bptr", "rga", "ann")
+#: ``gradient_dependent``: the cheap iterative attack run through every mode (registry name; at eps, with the audit's
+#: EOT draws and seed, so every mode starts from the same random start)
+GRADIENT_ATTACK = "pgd7"
+#: ``gradient_dependent``: raised when the robust accuracy of the best and the worst mode differ by more than this
+#: fraction of the images (10 points) and by at least :data:`MIN_SAMPLES` images
+GRADIENT_SPREAD = 0.10
 
 _SINGLE_STEP = (FGSM, RFGSM)
 _SINGLE_STEP_NAMES = {"FGSM", "RFGSM"}
@@ -195,6 +210,56 @@ def _blackbox_check(counts: Mapping[str, int], kinds: Mapping[str, str], n: int)
                robust_whitebox=white[w_name] / n, difference_images=diff, n=n)
 
 
+def _spread_check(counts: Mapping[str, int], n: int, attack: str, **numbers: Any) -> dict[str, Any]:
+    """Robust counts of one attack per gradient mode: raised when best and worst differ by > GRADIENT_SPREAD."""
+    worst = min(counts, key=counts.get)
+    best = max(counts, key=counts.get)
+    diff = counts[best] - counts[worst]
+    raised = diff > GRADIENT_SPREAD * n and diff >= MIN_SAMPLES
+    if diff == 0:
+        reason = f"{attack} leaves {counts[worst]}/{n} robust through each of the {len(counts)} gradient modes"
+    else:
+        reason = (f"{attack} leaves {counts[worst]}/{n} robust through {worst} and {counts[best]}/{n} through {best} "
+                  f"({len(counts)} gradient modes): spread {100 * diff / n:.1f} points "
+                  + (f"> {100 * GRADIENT_SPREAD:.0f}: robustness depends on the attacker's backward pass" if raised
+                     else f"within the {100 * GRADIENT_SPREAD:.0f}-point threshold"))
+    if raised and "own" in counts and counts["own"] > counts[worst]:
+        reason += f"; the model's own gradient ({counts['own']}/{n}) over-estimates robustness"
+    return _ev(raised, reason, attack=attack, **numbers, spread=diff / n, spread_images=diff,
+               threshold=GRADIENT_SPREAD, worst=worst, best=best, n=n)
+
+
+def _result_gradient_check(result: EvalResult, kinds: Mapping[str, str], n: int) -> dict[str, Any]:
+    """Spread of robust accuracy over the ``attack@gradient`` entries of one base attack in an evaluation."""
+    groups: dict[str, dict[str, int]] = {}
+    suffixed: set[str] = set()
+    for name, acc in result.robust_acc.items():
+        if kinds.get(name, "blackbox") == "blackbox":
+            continue
+        base, at, suffix = name.partition("@")
+        if at:
+            suffixed.add(base)
+            label = suffix
+        else:
+            try:
+                label = gradient_label(result.attacks[name].get("grad"))
+            except (TypeError, ValueError):
+                label = str(result.attacks[name].get("grad"))
+        count = round(acc * n)
+        table = groups.setdefault(base, {})
+        table[label] = min(count, table.get(label, count))
+    groups = {base: table for base, table in groups.items() if base in suffixed and len(table) >= 2}
+    if not groups:
+        return _skipped("needs one attack under several gradients (attack@gradient names, e.g. pgd7@own and "
+                        "pgd7@rga)", "evaluate adaptive_attacks(...), or run audit()")
+    spreads = {base: max(t.values()) - min(t.values()) for base, t in groups.items()}
+    base = max(spreads, key=spreads.get)
+    ev = _spread_check(groups[base], n, base, robust_acc={k: c / n for k, c in groups[base].items()})
+    if len(groups) > 1:
+        ev["spread_by_attack"] = {b: d / n for b, d in spreads.items()}
+    return ev
+
+
 def _declared_stochastic(result: EvalResult, model: nn.Module | None) -> bool | None:
     """``model.is_stochastic``, or that of a model rebuilt from the result's config (None if unknown)."""
     if model is not None:
@@ -216,7 +281,10 @@ def flags_from_result(result: EvalResult, model: nn.Module | None = None, *,
     - ``blackbox_beats_whitebox`` when it has a black-box attack (Square, Transfer, Gaussian noise) and a white-box
       one;
     - ``stochastic`` when the model is declared stochastic (``model.is_stochastic`` of ``model``, else of a model
-      rebuilt from ``result.model``); the evidence says which EOT draws the gradient attacks used.
+      rebuilt from ``result.model``); the evidence says which EOT draws the gradient attacks used;
+    - ``gradient_dependent`` when the result has one attack under several gradients (``pgd7@own``, ``pgd7@rga``,
+      ...: :func:`~spikeshield.attacks.adaptive_attacks`; an unsuffixed entry counts under its ``grad`` setting):
+      the spread of their robust accuracies (the base attack with the largest spread is reported).
 
     Thresholds as in :func:`audit`. Returns only the raised flags (so ``sorted(flags_from_result(r))`` is the list
     to store in ``result.flags``); ``all_checks=True`` returns every check that could be decided, raised or not.
@@ -229,10 +297,11 @@ def flags_from_result(result: EvalResult, model: nn.Module | None = None, *,
     if getattr(result, "cascade", False):
         why = "a cascade evaluation's per-attack accuracies are cumulative, so attacks cannot be compared"
         out = {k: _skipped(why, "evaluate with cascade=False, or run audit()")
-               for k in ("single_step_beats_iterative", "blackbox_beats_whitebox")}
+               for k in ("single_step_beats_iterative", "blackbox_beats_whitebox", "gradient_dependent")}
     else:
         out = {"single_step_beats_iterative": _single_step_check(counts, kinds, n),
-               "blackbox_beats_whitebox": _blackbox_check(counts, kinds, n)}
+               "blackbox_beats_whitebox": _blackbox_check(counts, kinds, n),
+               "gradient_dependent": _result_gradient_check(result, kinds, n)}
     declared = _declared_stochastic(result, model)
     if declared is None:
         out["stochastic"] = _skipped("cannot tell: the model config does not rebuild a model", "pass model=")
@@ -268,6 +337,7 @@ def audit(
     batch_size: int = 256,
     n_queries: int = BLACKBOX_QUERIES,
     unbounded_steps: int = UNBOUNDED_STEPS,
+    gradients: Sequence[str] | None = None,
     command: str | None = None,
 ) -> AuditReport:
     """Run the gradient-obfuscation checklist on ``model`` with images ``x`` and labels ``y``.
@@ -292,6 +362,8 @@ def audit(
         batch_size: images per forward pass / attack call.
         n_queries: query budget of a score-based black-box attack.
         unbounded_steps: steps of the unbounded (eps = 1) PGD.
+        gradients: backward passes for ``gradient_dependent`` (registry gradient spellings such as ``"own"``,
+            ``"triangle-0.5"``, ``"rga"``, ``"ann"``); None: :data:`AUDIT_GRADIENTS`; an empty list skips the check.
         command: the command line, recorded in the report.
 
     Returns:
@@ -307,6 +379,7 @@ def audit(
         raise ValueError(f"n_random must be an integer >= 0; got {n_random!r}")
     if eot is not None and (isinstance(eot, bool) or not isinstance(eot, int) or eot < 1):
         raise ValueError(f"eot must be an integer >= 1 or None; got {eot!r}")
+    modes = _gradient_labels(AUDIT_GRADIENTS if gradients is None else gradients)
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or x.dim() < 2 or y.shape != x.shape[:1]:
         raise ValueError("audit(model, x, y): x must be an image tensor [N, C, H, W] and y a label tensor [N]")
     if x.shape[0] == 0:
@@ -362,6 +435,7 @@ def audit(
                                                             batch_size)
     evidence["random_beats_gradient"] = _check_random(model, x, y, eps, survivors.to(device), n_random, randomised,
                                                       batch_size, n)
+    evidence["gradient_dependent"] = _check_gradient_modes(model, x, y, eps, modes, common, n)
 
     evidence = {k: evidence[k] for k in CHECKS}
     return AuditReport(
@@ -654,3 +728,56 @@ def _check_random(model, x, y, eps, survivors: torch.Tensor, n_random: int, rand
         reason += f" (each confirmed on a majority of {RANDOM_CONFIRM_DRAWS} draws)"
     return _ev(raised, reason, n_random=n_random, n_survivors=idx.numel(), n_found=n_found, share_found=n_found / n,
                indices_found=idx[found].tolist()[:20])
+
+
+# ---------------------------------------------------------------------------------------------- gradient modes
+def _gradient_labels(gradients: str | Sequence[str]) -> list[str]:
+    """Canonical gradient suffixes (``"Triangle:0.5"`` -> ``"triangle-0.5"``), in order, without repeats."""
+    if isinstance(gradients, str):
+        gradients = [g for g in gradients.split(",") if g.strip()]
+    labels: list[str] = []
+    for g in gradients:
+        if not isinstance(g, str):
+            raise TypeError(f"gradients are registry spellings such as 'rga' or 'triangle-0.5'; got {g!r}")
+        label = parse_gradient(g)[0]
+        if label not in labels:
+            labels.append(label)
+    return labels
+
+
+def _has_spiking_neurons(model: nn.Module) -> bool:
+    """Whether ``model`` contains spikeshield spiking neurons (the layers the gradient modes act on)."""
+    modules = getattr(model, "modules", None)
+    return callable(modules) and any(isinstance(m, SpikingNeuron) for m in modules())
+
+
+def _check_gradient_modes(model, x, y, eps, modes: list[str], common: Mapping[str, Any], n: int) -> dict[str, Any]:
+    """:data:`GRADIENT_ATTACK` through every gradient mode (same seed, same random start): does the robust accuracy
+    depend on the backward pass? Modes that do not apply to the model are skipped with the reason."""
+    if not _has_spiking_neurons(model):
+        return {**_skipped("not applicable: the model has no spiking neurons (SpikingNeuron modules), so every "
+                           "gradient mode is its own backward"), "applicable": False}
+    if not modes:
+        return _skipped("no gradient modes given (gradients=())", "pass gradients=None (AUDIT_GRADIENTS)")
+    robust: dict[str, torch.Tensor] = {}
+    skipped: dict[str, str] = {}
+    for label in modes:
+        try:
+            attack = make_attack(f"{GRADIENT_ATTACK}@{label}", model, eps, eot=common["eot"])
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="the model is stochastic")
+                result = evaluate(model, x, y, attacks=[attack], eps=eps, **common)
+        except (NotImplementedError, ValueError) as e:  # e.g. "ann" without a create_model config; no rate params
+            skipped[label] = str(e).splitlines()[0] if str(e) else type(e).__name__
+            continue
+        per = result.per_sample or {}
+        robust[label] = torch.tensor(per["clean"], dtype=torch.bool) & torch.tensor(per[attack.name], dtype=torch.bool)
+    table = {label: float(robust[label].float().mean()) if label in robust else None for label in modes}
+    numbers = dict(robust_acc=table, skipped_modes=skipped, eot=common["eot"])
+    if len(robust) < 2:
+        return {**_skipped(f"needs at least two gradient modes that apply to the model; ran {sorted(robust)}, "
+                           f"skipped {sorted(skipped)}", "pass gradients= with modes the model supports"),
+                **_json_safe(numbers)}
+    all_modes = torch.stack(list(robust.values())).all(0)
+    return _spread_check({label: int(r.sum()) for label, r in robust.items()}, n, GRADIENT_ATTACK, **numbers,
+                         robust_all_modes=float(all_modes.float().mean()))

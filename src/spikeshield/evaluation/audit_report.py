@@ -19,7 +19,7 @@ AUDIT_SCHEMA = "spikeshield.audit/1"
 
 #: every check, in the order they run and are reported
 CHECKS = ("stochastic", "state_leak", "zero_gradients", "single_step_beats_iterative", "blackbox_beats_whitebox",
-          "eps_increase_no_effect", "unbounded_not_successful", "random_beats_gradient")
+          "eps_increase_no_effect", "unbounded_not_successful", "random_beats_gradient", "gradient_dependent")
 
 #: what to do when a check raises its flag (the markdown report's last column; docs/flags.md has the long form)
 ADVICE = {
@@ -40,6 +40,8 @@ ADVICE = {
                                 "lead there. Use BPDA, other surrogates, more steps, or Square.",
     "random_beats_gradient": "Gradients miss adversarial points that random search finds: masked gradients. Use "
                              "BPDA, other surrogates, EOT, Square; add the found points to the worst case.",
+    "gradient_dependent": "Robustness depends on the attacker's backward pass: report the per-sample worst case over "
+                          "gradient modes (the 'snn-adaptive' ensemble, or adaptive_attacks()), never one surrogate.",
 }
 
 

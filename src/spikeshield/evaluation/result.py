@@ -19,6 +19,10 @@ from spikeshield.fileio import atomic_write_text
 #: version of the JSON layout written by :meth:`EvalResult.to_dict`
 SCHEMA = "spikeshield.eval/1"
 
+#: ``threat_model`` of a result by the attacks' ``clamp``: the standard one, or the unclamped one of some published
+#: SNN code (METHODS 1), which reports label as non-standard
+THREAT_MODELS = {True: "clamped", False: "unclamped"}
+
 
 class JsonRecord:
     """``save_json`` / ``load_json`` for a record class with ``to_dict(**options)`` and ``from_dict(data)``."""
@@ -64,15 +68,18 @@ class EvalResult(JsonRecord):
     """The outcome of :func:`spikeshield.evaluation.evaluate`.
 
     Accuracies are fractions in [0, 1]. ``robust_acc[a]`` counts a sample as robust to attack ``a`` when it is
-    classified correctly clean *and* after the attack (so it never exceeds ``clean_acc``); ``adv_acc[a]`` is the
-    plain accuracy on the adversarial images (it may exceed ``clean_acc`` for a weak or obfuscated attack, which the
-    audit uses). ``worst_case_acc`` counts samples correct clean and under every attack; ``mra`` is the minimum of
-    ``robust_acc`` over attacks (None without attacks). ``number_forward_passes`` counts images sent through the
-    model (``"clean"``, each attack and ``"total"``); ``time_s`` the seconds per attack and ``"total"``.
-    With ``cascade`` each attack ran only on the points still robust after the attacks before it, so
-    ``robust_acc[a]`` (and ``adv_acc[a]``) is the accuracy left after ``a`` and all earlier attacks, and ``mra``
-    equals ``worst_case_acc``. ``per_sample`` holds per-sample correctness flags (``"clean"`` and each attack,
-    adversarial correctness); it is kept out of the JSON unless asked for.
+    classified correctly clean *and* after the attack (so it never exceeds ``clean_acc``); ``adv_acc[a]`` is the plain
+    accuracy on the adversarial images (it may exceed ``clean_acc`` for a weak or obfuscated attack, which the audit
+    uses). ``worst_case_acc`` counts samples correct clean and under every attack; ``mra`` is the minimum of
+    ``robust_acc`` over attacks (None without attacks). ``number_forward_passes`` counts images sent through the model
+    (``"clean"``, each attack and ``"total"``); ``time_s`` the seconds per attack and ``"total"``. With ``cascade`` each
+    attack ran only on the points still robust after the attacks before it, so ``robust_acc[a]`` (and ``adv_acc[a]``) is
+    the accuracy left after ``a`` and all earlier attacks, and ``mra`` equals ``worst_case_acc``. ``broken_by[a]``
+    counts the clean-correct samples that ``a`` fooled first (in the attack order): for an ensemble, which variant broke
+    how many. ``threat_model`` is ``"clamped"`` (standard: ``x_adv`` in [0, 1]), ``"unclamped"`` (non-standard, METHODS
+    1) or ``"mixed"``. ``suites`` holds the settings of each suite whose members ran (e.g. the tuned parameters of
+    ``snn-adaptive``). ``per_sample`` holds per-sample correctness flags (``"clean"`` and each attack, adversarial
+    correctness); it is kept out of the JSON unless asked for.
     """
 
     model: dict[str, Any]
@@ -96,6 +103,9 @@ class EvalResult(JsonRecord):
     date: str = ""
     command: str | None = None
     cascade: bool = False
+    broken_by: dict[str, int] = field(default_factory=dict)
+    threat_model: str = "clamped"
+    suites: dict[str, dict[str, Any]] = field(default_factory=dict)
     per_sample: dict[str, list[bool]] | None = field(default=None, repr=False)
 
     def to_dict(self, per_sample: bool = False) -> dict[str, Any]:

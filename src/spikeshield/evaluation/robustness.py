@@ -21,7 +21,7 @@ from torch import nn
 
 from spikeshield.attacks.base import Attack, check_labels
 from spikeshield.attacks.registry import make_attack, parse_attack_list
-from spikeshield.evaluation.result import EvalResult, provenance
+from spikeshield.evaluation.result import THREAT_MODELS, EvalResult, provenance
 from spikeshield.evaluation.resume import EvalState, run_fingerprint
 from spikeshield.validation import check_eps
 
@@ -41,6 +41,7 @@ def evaluate(
     *,
     eot: int | None = None,
     grad: Any = None,
+    clamp: bool = True,
     n_examples: int | None = None,
     cascade: bool | None = None,
     state_file: str | os.PathLike | None = None,
@@ -55,9 +56,11 @@ def evaluate(
             (e.g. a DataLoader). Batches are re-cut to ``batch_size``, so both forms give the same result.
         y: labels for tensor input.
         attacks: registry names (a list or a comma string such as ``"fgsm,pgd7"``; ``"autoattack"``,
-            ``"autoattack-standard"`` and ``"autoattack-rand"`` name the AutoAttack suites) or :class:`Attack`
-            instances, used as given (their eps must equal ``eps``). An :class:`~spikeshield.attacks.AutoAttack`
-            contributes its members, each reported under its own name.
+            ``"autoattack-standard"`` and ``"autoattack-rand"`` name the AutoAttack suites, ``"snn-adaptive"`` and
+            ``"snn-adaptive-quick"`` the per-sample worst case over SNN gradients) or :class:`Attack` instances,
+            used as given (their eps must equal ``eps``). A suite (:class:`~spikeshield.attacks.AutoAttack`,
+            :class:`~spikeshield.attacks.SNNAdaptive`) contributes its members, each reported under its own name
+            (an attack identical to an earlier one runs once); its own settings go to ``result.suites``.
         eps: L-inf budget in pixel units.
         batch_size: images per attack call.
         seed: the global torch RNG is seeded with it once at the start (``torch.manual_seed(seed)``), so random
@@ -66,6 +69,9 @@ def evaluate(
         eot: EOT draws for the registry attacks; None: 1 for a deterministic model, :data:`DEFAULT_EOT` for a
             stochastic one (``model.is_stochastic``). A stochastic model attacked with ``eot=1`` gets a warning.
         grad: backward pass for the registry attacks (see :class:`Attack`); None keeps the model's own.
+        clamp: threat model of the registry attacks: True (standard) keeps ``x_adv`` in [0, 1]; False is the
+            non-standard unclamped one of some published SNN code (METHODS 1). The result records it
+            (``threat_model``) and reports label it.
         n_examples: stop after this many examples (None: all).
         cascade: run each attack only on the points still robust after the attacks before it. ``robust_acc[a]``
             is then the accuracy left after ``a`` and every attack before it, and the cost is about that of the
@@ -91,8 +97,8 @@ def evaluate(
     if n_examples is not None and (not isinstance(n_examples, int) or n_examples < 1):
         raise ValueError(f"n_examples must be a positive integer or None; got {n_examples!r}")
     stochastic = bool(getattr(model, "is_stochastic", False))
-    named, has_suite = _build_attacks(model, attacks, eps, eot=eot, grad=grad, stochastic=stochastic)
-    cascade = has_suite if cascade is None else bool(cascade)
+    named, suites = _build_attacks(model, attacks, eps, eot=eot, grad=grad, clamp=clamp, stochastic=stochastic)
+    cascade = bool(suites) if cascade is None else bool(cascade)
     _warn_about(model, named, stochastic)
 
     torch.manual_seed(seed)
@@ -126,6 +132,7 @@ def evaluate(
         raise ValueError("no examples to evaluate: the data is empty")
     per = {name: torch.tensor(flags, dtype=torch.bool) for name, flags in state.flags.items()}
     result = _summarise(model, named, eps, seed, per, state.passes, state.seconds, total_s, device, command, cascade)
+    result.suites = suites
     from spikeshield.evaluation.audit import flags_from_result  # the audit builds on evaluate
 
     result.flags = sorted(flags_from_result(result, model))
@@ -148,8 +155,8 @@ def _attack_batch(model, named: dict[str, Attack], xb: torch.Tensor, yb: torch.T
             t0, before = time.perf_counter(), attack.forward_passes
             x_sub, y_sub = xb[todo], yb[todo]
             x_adv = attack(x_sub, y_sub)
-            _check_adversarial(x_adv, x_sub, eps, name)
-            with torch.no_grad():
+            _check_adversarial(x_adv, x_sub, eps, name, attack.clamp)
+            with torch.no_grad(), attack.threat_model():
                 correct[todo] = model(x_adv).argmax(1) == y_sub
             state.seconds[name] += time.perf_counter() - t0
             state.passes[name] += attack.forward_passes - before + todo.numel()
@@ -158,13 +165,13 @@ def _attack_batch(model, named: dict[str, Attack], xb: torch.Tensor, yb: torch.T
 
 
 # --------------------------------------------------------------------------------------------------------- helpers
-def _build_attacks(model, attacks, eps: float, *, eot: int | None, grad: Any,
-                   stochastic: bool) -> tuple[dict[str, Attack], bool]:
-    """Registry names, suites or Attack instances -> ``({unique name: attack}, whether a suite was given)``.
+def _build_attacks(model, attacks, eps: float, *, eot: int | None, grad: Any, clamp: bool,
+                   stochastic: bool) -> tuple[dict[str, Attack], dict[str, dict]]:
+    """Registry names, suites or Attack instances -> ``({unique name: attack}, {suite name: its own settings})``.
 
     ``eot=None``: registry attacks get :data:`DEFAULT_EOT` draws on a stochastic model, 1 otherwise; a suite keeps
     its own default (AutoAttack "rand": 20)."""
-    from spikeshield.attacks.ensemble import SUITES, AutoAttack, suite_version
+    from spikeshield.attacks.ensemble import SUITES, Suite, make_suite, suite_version
 
     if isinstance(attacks, str):
         attacks = [item for item in attacks.split(",") if item.strip()]
@@ -173,12 +180,12 @@ def _build_attacks(model, attacks, eps: float, *, eot: int | None, grad: Any,
     elif isinstance(attacks, Attack):
         attacks = [attacks]
     members: list[tuple[str | None, Attack]] = []
-    has_suite = False
+    suites: dict[str, dict] = {}
     for item in attacks:
         if isinstance(item, str) and suite_version(item) is not None:
-            item = AutoAttack(model, eps, version=suite_version(item), eot=eot, grad=grad)
-        if isinstance(item, AutoAttack):
-            has_suite = True
+            item = make_suite(item, model, eps, eot=eot, grad=grad, clamp=clamp)
+        if isinstance(item, Suite):
+            suites[item.name] = {k: v for k, v in item.settings().items() if k != "members"}
             members += list(item.members.items())
             continue
         if isinstance(item, Attack):
@@ -186,18 +193,20 @@ def _build_attacks(model, attacks, eps: float, *, eot: int | None, grad: Any,
             continue
         (key,) = parse_attack_list([item])
         draws = eot if eot is not None else DEFAULT_EOT if stochastic else 1
-        members.append((None, make_attack(key, model, eps, eot=draws, grad=grad)))
+        members.append((None, make_attack(key, model, eps, eot=draws, grad=grad, clamp=clamp)))
     named: dict[str, Attack] = {}
     for given, attack in members:
         if abs(attack.eps - eps) > 1e-12:
             raise ValueError(f"attack {attack.name!r} has eps = {attack.eps} but the evaluation eps is {eps}: "
                              f"build it with the same eps")
         base = given or attack.name
+        if base in named and named[base].settings() == attack.settings():
+            continue  # the same attack again (e.g. APGD-CE in AutoAttack and in snn-adaptive): run it once
         name, k = base, 2
         while name in named:
             name, k = f"{base}_{k}", k + 1
         named[name] = attack
-    return named, has_suite
+    return named, suites
 
 
 def _data_fingerprint(data, y) -> Any:
@@ -293,12 +302,12 @@ def _progress_bar(enabled: bool, data, y, limit: int | None):
     return tqdm(total=total, disable=not enabled, unit="img", desc="evaluate", leave=False)
 
 
-def _check_adversarial(x_adv: torch.Tensor, x: torch.Tensor, eps: float, name: str) -> None:
-    """Final check of an attack's output: shape, finite, inside the eps-ball and [0, 1]."""
+def _check_adversarial(x_adv: torch.Tensor, x: torch.Tensor, eps: float, name: str, clamp: bool = True) -> None:
+    """Final check of an attack's output: shape, finite, inside the eps-ball and (if ``clamp``) [0, 1]."""
     if x_adv.shape != x.shape or not torch.isfinite(x_adv).all():
         raise RuntimeError(f"attack {name!r} returned a bad tensor (shape {list(x_adv.shape)}, or NaN/inf values)")
     gap = (x_adv - x).abs().max().item()
-    if gap > eps + 1e-6 or x_adv.min() < 0 or x_adv.max() > 1:
+    if gap > eps + 1e-6 or (clamp and (x_adv.min() < 0 or x_adv.max() > 1)):
         raise RuntimeError(f"attack {name!r} left the eps-ball or [0, 1] (max perturbation {gap:.6g} > {eps:.6g})")
 
 
@@ -313,6 +322,11 @@ def _summarise(model, named, eps, seed, per, passes, seconds, total_s, device, c
         return int(flag.sum()) / flag.numel()
 
     robust_acc = {name: share(flag) for name, flag in robust.items()}
+    broken_by, survivors = {}, clean.clone()
+    for name, flag in robust.items():  # the first attack (in order) that fooled each clean-correct sample
+        broken_by[name] = int((survivors & ~flag).sum())
+        survivors &= flag
+    clamps = {getattr(attack, "clamp", True) for attack in named.values()}
     config = dict(getattr(model, "config", None) or {"name": type(model).__name__})
     info = getattr(model, "info", None)
     return EvalResult(
@@ -334,4 +348,6 @@ def _summarise(model, named, eps, seed, per, passes, seconds, total_s, device, c
         command=command,
         per_sample={name: flag.tolist() for name, flag in per.items()},
         cascade=cascade,
+        broken_by=broken_by,
+        threat_model=THREAT_MODELS[clamps.pop()] if len(clamps) == 1 else "mixed" if clamps else THREAT_MODELS[True],
     )

@@ -1,4 +1,4 @@
-"""The ANN twin of a spikeshield model: same weights, ReLU in place of every spiking neuron (METHODS 7).
+"""The ANN twin of a spikeshield model: same weights, a rate activation in place of every spiking neuron (METHODS 7).
 
 Used by the attacker's ANN-twin gradient (SNN-RAT's "activation attack"): the SNN gives every value, the twin's
 backward the gradient (``spikeshield.attacks.with_ann_gradients``); also usable as a transfer source.
@@ -6,18 +6,48 @@ backward the gradient (``spikeshield.attacks.with_ann_gradients``); also usable 
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from spikeshield.models.registry import MODELS, create_model
 
+#: the twin's activations: ReLU (SNN-RAT) or the quantised clamp of the RGA / HART code
+ANN_ACTIVATIONS = ("relu", "clamp")
 
-def ann_twin(model: nn.Module) -> nn.Module:
+
+class _StraightThroughFloor(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return torch.floor(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return grad
+
+
+class QuantisedClamp(nn.Module):
+    """``floor(clamp(x, 0, 1) * levels) / levels`` with a straight-through floor (the RGA / HART code's ANN
+    activation, 8 levels)."""
+
+    def __init__(self, levels: int = 8) -> None:
+        super().__init__()
+        self.levels = levels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return _StraightThroughFloor.apply(x.clamp(0, 1) * self.levels) / self.levels
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}"
+
+
+def ann_twin(model: nn.Module, activation: str = "relu") -> nn.Module:
     """A fresh ANN twin of ``model`` carrying a copy of its weights.
 
-    The twin is ``create_model(**model.config, ann=True)``: every neuron becomes a ReLU, every synapse the identity,
-    ``T = 1`` with direct coding. Parameters and buffers are copied from ``model`` (parameter names are shared; the
-    neurons' own parameters, which the twin lacks, are skipped). It is put on ``model``'s device and dtype and in
-    its train/eval mode. The copy is a snapshot: later changes to ``model``'s weights do not reach it.
+    The twin is ``create_model(**model.config, ann=activation)``: every neuron becomes a ReLU (``"relu"``) or a
+    :class:`QuantisedClamp` (``"clamp"``), every synapse the identity, ``T = 1`` with direct coding. Parameters and
+    buffers are copied from ``model`` (parameter names are shared; the neurons' own parameters, which the twin lacks,
+    are skipped). It is put on ``model``'s device and dtype and in its train/eval mode. The copy is a snapshot: later
+    changes to ``model``'s weights do not reach it.
 
     Raises ``ValueError`` for a model without a spikeshield ``config`` (one not built by :func:`create_model`,
     or a wrapped one) or whose weights do not fit the twin.
@@ -30,7 +60,7 @@ def ann_twin(model: nn.Module) -> nn.Module:
         raise ValueError(f"ann_twin needs a spikeshield model built by create_model (it rebuilds the twin from "
                          f"model.config); {type(model).__name__} has no such config")
     try:
-        twin = create_model(**{**config, "ann": True})
+        twin = create_model(**{**config, "ann": activation})
     except (TypeError, ValueError) as e:
         raise ValueError(f"cannot rebuild the ANN twin of {type(model).__name__} from its config ({e}); "
                          f"ann_twin works on plain create_model models") from None

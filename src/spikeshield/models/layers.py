@@ -38,16 +38,21 @@ class SumPool2d(nn.Module):
 class Parts:
     """Builds the activation and synapse layers of a model, so one model file yields the SNN and its ANN twin.
 
-    In the ANN twin every spiking neuron becomes a ReLU and every synapse the identity; all shapes stay the same.
+    In the ANN twin every spiking neuron becomes a ReLU (``ann=True`` or ``"relu"``) or a quantised clamp
+    (``"clamp"``) and every synapse the identity; all shapes stay the same.
     """
 
     neuron: str = "lif"
     neuron_params: dict = field(default_factory=dict)
-    ann: bool = False
+    ann: bool | str = False
     tau_s: float | None = None
 
     def activation(self, shape: tuple[int, ...]) -> nn.Module:
         """A neuron layer (with the model's synapse) for per-sample activations of ``shape``; ReLU in the ANN twin."""
+        if self.ann == "clamp":
+            from spikeshield.models.ann import QuantisedClamp
+
+            return QuantisedClamp()
         if self.ann:
             return nn.ReLU()
         return make_neuron(self.neuron, tuple(shape), self._psc(), **self.neuron_params)

@@ -60,7 +60,7 @@ def create_model(
     neuron: str = "lif",
     encoder: str = "direct",
     T: int = 5,
-    ann: bool = False,
+    ann: bool | str = False,
     synapse: float | str | None = "default",
     neuron_params: dict[str, Any] | None = None,
     encoder_params: dict[str, Any] | None = None,
@@ -75,7 +75,8 @@ def create_model(
             (e.g. ``{"tau_m": 5, "surrogate": "sigmoid"}``).
         encoder: ``direct``, ``poisson``, ``rsc1`` or ``rsc2``; ``encoder_params`` e.g. ``{"std": 0.3}``.
         T: number of time steps.
-        ann: build the ANN twin: ReLU instead of neurons, no synapse filter, T = 1, direct coding.
+        ann: build the ANN twin: ReLU (True or ``"relu"``) or the quantised clamp (``"clamp"``) instead of neurons,
+            no synapse filter, T = 1, direct coding.
         synapse: PSC time constant tau_s, None for no synapse filter, or ``"default"``, the model's own
             (3 for ``lenet``, none for the VGGs).
         model_params: extra arguments of the model builder (e.g. ``hidden=1024`` for the VGGs).
@@ -93,6 +94,8 @@ def create_model(
     neuron_params = _plain(neuron_params or {})
     if synapse == "default":
         synapse = DEFAULT_SYNAPSE[name]
+    if ann not in (False, True, "relu", "clamp"):
+        raise ValueError(f"ann must be False, True / 'relu' or 'clamp'; got {ann!r}")
     if ann:
         encoder, T = "direct", 1
     builder = MODELS[name]

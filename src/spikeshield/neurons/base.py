@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from spikeshield.neurons.gradients import BackwardMode, RateParameters, active_mode, active_surrogate
+from spikeshield.neurons.gradients import RateParameters, active_mode, active_surrogate
 from spikeshield.neurons.recording import emit
 from spikeshield.neurons.surrogate import Surrogate
 from spikeshield.neurons.synapse import PSC
@@ -21,8 +22,9 @@ class SpikingNeuron(nn.Module):
     :func:`spikeshield.neurons.gradients.spike`); they may override :meth:`run` with a faster fused kernel that
     gives the same forward and gradients. State is created inside ``forward`` and dropped after (DESIGN 2).
 
-    A neuron supports the attacker's rate-based backward modes (BPTR, RGA; METHODS 7) by returning its leak,
-    threshold and input scale from :meth:`rate_parameters`; its spikes must then be ``membrane > theta``.
+    Every attacker's backward mode (METHODS 7) works through :meth:`step` alone (:meth:`unroll`), except the
+    rate-based BPTR and RGA, which need the leak, threshold and input scale from :meth:`rate_parameters` (spikes
+    must then be ``membrane > theta``).
     """
 
     is_stochastic: bool = False
@@ -41,49 +43,61 @@ class SpikingNeuron(nn.Module):
 
         The output is the spikes, or their PSC if the layer has a synapse.
         """
+        spikes, membrane = self._loop(current, lambda t: surrogate)
+        emit(self, "spikes", spikes)
+        return (self.synapse(spikes) if self.synapse is not None else spikes), membrane
+
+    def unroll(self, current: torch.Tensor, surrogate_at: Callable[[int], Surrogate],
+               detach_state: bool = False) -> torch.Tensor:
+        """Spikes ``[T, B, ...]`` from looping :meth:`step` under autograd, step ``t`` back-propagating through
+        ``surrogate_at(t)``; with ``detach_state`` no gradient flows from one step's state to the next.
+
+        The attacker's unrolled backward modes (HART, PDSG, ASSG; METHODS 7) take their gradients from here.
+        """
+        return self._loop(current, surrogate_at, detach_state)[0]
+
+    def _loop(self, current, surrogate_at, detach_state: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         state, spikes, membrane = None, [], []
-        for current_t in current:
-            s, u, state = self.step(current_t, state, surrogate)
+        for t, current_t in enumerate(current):
+            if detach_state and state is not None:
+                state = _detached(state)
+            s, u, state = self.step(current_t, state, surrogate_at(t))
             spikes.append(s)
             membrane.append(u)
-        spikes = torch.stack(spikes)
-        emit(self, "spikes", spikes)
-        return (self.synapse(spikes) if self.synapse is not None else spikes), torch.stack(membrane)
+        return torch.stack(spikes), torch.stack(membrane)
+
+    def exact(self, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The default forward's (output, pre-reset membrane) computed without a graph; the membrane is recorded."""
+        with torch.no_grad():
+            out, membrane = self.run(current, self.surrogate)
+        emit(self, "membrane", membrane)
+        return out, membrane
+
+    def filter_spikes(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The layer's synapse filter applied to ``spikes`` (no recording), or the spikes if it has none."""
+        return self.synapse.filter(spikes) if self.synapse is not None else spikes
 
     def rate_parameters(self) -> RateParameters:
         """Leak, threshold and input scale for the rate-based backward modes; neurons that support them override."""
         raise NotImplementedError
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
-        """Spikes (or their PSC, with a synapse) ``[T, B, ...]`` for input currents ``[T, B, ...]``."""
+        """Spikes (or their PSC, with a synapse) ``[T, B, ...]`` for input currents ``[T, B, ...]``.
+
+        Under an attacker's :class:`~spikeshield.neurons.gradients.BackwardMode` the mode computes it (same value).
+        """
         mode = active_mode()
         if mode is not None:
-            return self._forward_in_mode(current, mode)
+            return mode.apply(self, current)
         out, membrane = self.run(current, active_surrogate(self.surrogate))
         emit(self, "membrane", membrane)
         return out
 
-    def _forward_in_mode(self, current: torch.Tensor, mode: BackwardMode) -> torch.Tensor:
-        """The exact output (computed without a graph) carrying the mode's gradient ``dL/dI = factor * dL/ds``.
 
-        ``out + (h - h.detach())`` with ``h = PSC(current * factor)`` (or ``current * factor`` without a synapse):
-        the added term is exactly zero, so the value is the default forward's to the bit, and the gradient flows
-        through the PSC filter, then through the mode's diagonal factor.
-        """
-        try:
-            p = self.rate_parameters()
-        except NotImplementedError:
-            raise NotImplementedError(
-                f"neuron {type(self).__name__} does not support the backward mode {mode.name!r}: it defines no "
-                f"rate_parameters() (leak, threshold, input scale); use a surrogate gradient instead") from None
-        with torch.no_grad():
-            out, membrane = self.run(current, self.surrogate)
-        emit(self, "membrane", membrane)
-        if not (torch.is_grad_enabled() and current.requires_grad):
-            return out
-        with torch.no_grad():
-            factor = mode.factor(current, membrane > p.theta, p)
-        carrier = current * factor
-        if self.synapse is not None:
-            carrier = getattr(self.synapse, "filter", self.synapse)(carrier)
-        return out + (carrier - carrier.detach())
+def _detached(state: Any) -> Any:
+    """A neuron state (a tensor, or tuples / lists of them) with every tensor detached."""
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if isinstance(state, tuple | list):
+        return type(state)(_detached(v) for v in state)
+    return state

@@ -16,15 +16,17 @@ backward is active at a time. The ANN-twin gradient is a whole-model substitutio
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
-from spikeshield.neurons.surrogate import SURROGATES, Surrogate, make_surrogate
+from spikeshield.neurons.surrogate import SURROGATES, Surrogate, Triangle, make_surrogate
 from spikeshield.validation import unknown_name
 
 
@@ -44,12 +46,45 @@ class RateParameters:
 
 @dataclass(frozen=True)
 class BackwardMode:
-    """A backward rule from a neuron layer's input currents ``I[t]`` to its spikes ``s[t]`` (METHODS 7).
+    """A backward pass that is not a plain surrogate swap (METHODS 7); the forward stays the neuron's exact one.
 
-    Subclasses set ``name`` and define :meth:`factor`.
+    Subclasses set ``name`` and define :meth:`apply`, which a :class:`~spikeshield.neurons.base.SpikingNeuron`
+    calls in place of its own forward while the mode is active. Every apply returns the neuron's exact output
+    (bit-identical) carrying the mode's gradient.
     """
 
     name: ClassVar[str] = "mode"
+
+    def apply(self, neuron, current: torch.Tensor) -> torch.Tensor:
+        """The layer's exact output for ``current`` ``[T, B, ...]`` with this mode's gradient attached."""
+        raise NotImplementedError
+
+    def fresh(self) -> BackwardMode:
+        """The mode for one new attack call (stateful modes start new statistics; others return themselves)."""
+        return self
+
+    def __post_init__(self) -> None:
+        for key, value in vars(self).items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and not value > 0:
+                raise ValueError(f"backward mode {self.name!r}: {key} must be > 0, got {value}")
+
+
+def _with_gradient(out: torch.Tensor, *carriers: tuple[float, torch.Tensor]) -> torch.Tensor:
+    """``out`` to the bit, with the gradient of ``sum(weight * carrier)``: ``out + sum w (c - c.detach())``."""
+    for weight, carrier in carriers:
+        delta = carrier - carrier.detach()
+        out = out + (delta if weight == 1 else weight * delta)
+    return out
+
+
+@dataclass(frozen=True)
+class RateMode(BackwardMode):
+    """A rate-based rule ``dL/dI[t] = dL/ds[t] * factor`` from a layer's input currents to its spikes.
+
+    The exact output is computed without a graph and the rule attached value-preservingly, through the layer's PSC
+    filter if it has one. Needs the neuron's :meth:`~spikeshield.neurons.base.SpikingNeuron.rate_parameters`.
+    Subclasses define :meth:`factor`.
+    """
 
     def factor(self, current: torch.Tensor, spikes: torch.Tensor, p: RateParameters) -> torch.Tensor:
         """The diagonal factor ``dL/dI[t] / dL/ds[t]``, broadcastable to ``[T, B, ...]``.
@@ -58,14 +93,23 @@ class BackwardMode:
         """
         raise NotImplementedError
 
-    def __post_init__(self) -> None:
-        for key, value in vars(self).items():
-            if not value > 0:
-                raise ValueError(f"backward mode {self.name!r}: {key} must be > 0, got {value}")
+    def apply(self, neuron, current):  # noqa: D102
+        try:
+            p = neuron.rate_parameters()
+        except NotImplementedError:
+            raise NotImplementedError(
+                f"neuron {type(neuron).__name__} does not support the backward mode {self.name!r}: it defines no "
+                f"rate_parameters() (leak, threshold, input scale); use a surrogate gradient instead") from None
+        out, membrane = neuron.exact(current)
+        if not (torch.is_grad_enabled() and current.requires_grad):
+            return out
+        with torch.no_grad():
+            factor = self.factor(current, membrane > p.theta, p)
+        return _with_gradient(out, (1, neuron.filter_spikes(current * factor)))
 
 
 @dataclass(frozen=True)
-class BPTR(BackwardMode):
+class BPTR(RateMode):
     """Backpropagation through rate (SNN-RAT's ``RateBp``): ``dL/dI[t] = dL/ds[t] * 1[mean_t s > 0]``."""
 
     name: ClassVar[str] = "bptr"
@@ -75,7 +119,7 @@ class BPTR(BackwardMode):
 
 
 @dataclass(frozen=True)
-class RGA(BackwardMode):
+class RGA(RateMode):
     """Rate gradient approximation (Bu et al., CVPR 2023): ``dL/dI[t] = dL/ds[t] * g(Ibar)``.
 
     ``Ibar = mean_t(c I[t]) / theta`` (``c`` the input scale) and, with ``lambda`` the leak:
@@ -99,11 +143,181 @@ class RGA(BackwardMode):
         return torch.where(in_high, high, torch.where(in_low, ibar.new_tensor(gamma), zero))
 
 
-#: rate-based backward modes by name (``gradient_mode("rga")``)
-BACKWARD_MODES: dict[str, type[BackwardMode]] = {"bptr": BPTR, "rga": RGA}
+@dataclass(frozen=True)
+class UnrolledMode(BackwardMode):
+    """A mode whose gradient comes from the neuron's own :meth:`step` unrolled over time under autograd.
 
-#: gradient names that are not neuron-level (handled by the attacks: the ANN twin)
-MODEL_GRADIENTS: tuple[str, ...] = ("ann",)
+    The exact output comes from the neuron's default (fused) forward without a graph; the gradient from the
+    step loop with the mode's per-step surrogates (:meth:`surrogates`), optionally with the state detached between
+    steps (``detach_state``) and the input gradient averaged over time (``time_mean``). Any neuron with a
+    :meth:`step` gets these modes; nothing else is needed.
+    """
+
+    detach_state: ClassVar[bool] = False
+    time_mean: ClassVar[bool] = False
+
+    def surrogates(self, neuron, membrane: torch.Tensor) -> Callable[[int], Surrogate]:
+        """``t -> surrogate`` of step ``t``, given the exact pre-reset membrane ``[T, B, ...]``."""
+        raise NotImplementedError
+
+    def apply(self, neuron, current):  # noqa: D102
+        out, membrane = neuron.exact(current)
+        if not (torch.is_grad_enabled() and current.requires_grad):
+            return out
+        return _with_gradient(out, *self.carriers(neuron, current, membrane))
+
+    def carriers(self, neuron, current: torch.Tensor, membrane: torch.Tensor) -> list[tuple[float, torch.Tensor]]:
+        """``(weight, tensor)`` pairs whose weighted gradient the layer passes back (here: the unrolled one)."""
+        if self.time_mean:  # value unchanged; dL/dI[t] becomes the mean over t of the incoming gradient
+            mean = current.mean(0, keepdim=True).expand_as(current)
+            current = current.detach() + (mean - mean.detach())
+        spikes = neuron.unroll(current, self.surrogates(neuron, membrane), detach_state=self.detach_state)
+        return [(1, neuron.filter_spikes(spikes))]
+
+
+@dataclass(frozen=True)
+class HART(UnrolledMode):
+    """HART (Hao et al., ICLR 2024; mode "avg"): the per-step input gradient replaced by its mean over T, the
+    membrane detached across time, triangle surrogate of width ``g``.
+
+    :class:`HARTMix` is their "MIX".
+    """
+
+    name: ClassVar[str] = "hart"
+    detach_state: ClassVar[bool] = True
+    time_mean: ClassVar[bool] = True
+    mix: ClassVar[bool] = False
+    g: float = 1.0
+
+    def surrogates(self, neuron, membrane):  # noqa: D102
+        triangle = Triangle(self.g)
+        return lambda t: triangle
+
+    def carriers(self, neuron, current, membrane):  # noqa: D102
+        (_, hart), = super().carriers(neuron, current, membrane)
+        if not self.mix:
+            return [(1, hart)]
+        bptt, _ = neuron.run(current, Triangle(self.g))
+        return [(0.5, hart), (0.5, bptt)]
+
+
+@dataclass(frozen=True)
+class HARTMix(HART):
+    """HART's "MIX": each layer passes back the mean of the HART gradient and the plain BPTT gradient (through the
+    same triangle surrogate of width ``g``)."""
+
+    name: ClassVar[str] = "hart-mix"
+    mix: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class PDSG(UnrolledMode):
+    """PDSG (Lun et al., CVPR 2025): Gaussian surrogate ``exp(-(v - s/2)^2 / (2 s^2)) / (sqrt(2 pi) s)``, ``s`` the
+    standard deviation of the layer's membrane over time, batch and positions, per channel (0 replaced by 1)."""
+
+    name: ClassVar[str] = "pdsg"
+
+    def surrogates(self, neuron, membrane):  # noqa: D102
+        s = membrane.std(dim=[0, 1, *range(3, membrane.dim())], correction=0)  # [C] of [T, B, C, ...]
+        s = torch.where(s > 0, s, torch.ones_like(s)).reshape(-1, *[1] * (membrane.dim() - 3))
+        gaussian = ShiftedGaussian(s)
+        return lambda t: gaussian
+
+
+@dataclass(frozen=True)
+class ASSG(UnrolledMode):
+    """ASSG (Wang et al., arXiv 2512.22522): arctan surrogate with a per-neuron, per-step sharpness
+    ``alpha = a / (M_t + relax D_t + 1e-4)``, ``a = 2 tan(pi A / 2) / pi``.
+
+    ``M_t`` is an EMA (``beta``) of ``|v|`` (``v = u - theta``, the surrogate's argument, as the reference code),
+    ``D_t`` an EMA of ``||v| - M_t|``, per sample, neuron and step, starting at 1 and 0 and updated once per
+    gradient over the attack's iterations (frozen for EOT draws after the first: :func:`frozen_statistics`).
+    Statistics restart when the attacked batch changes (a new call, or a restart on a subset).
+    """
+
+    name: ClassVar[str] = "assg"
+    A: float = 0.45
+    beta: float = 0.9
+    relax: float = 1.5
+    stats: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def fresh(self) -> ASSG:  # noqa: D102
+        return dataclasses.replace(self)
+
+    def surrogates(self, neuron, membrane):  # noqa: D102
+        a = 2 * math.tan(math.pi * self.A / 2) / math.pi
+        frozen = _FROZEN.get()
+        return lambda t: AdaptiveArcTan(self, (id(neuron), t), a, frozen)
+
+
+#: backward modes by name (``gradient_mode("rga")``, ``grad="hart"``)
+BACKWARD_MODES: dict[str, type[BackwardMode]] = {
+    "bptr": BPTR, "rga": RGA, "hart": HART, "hart-mix": HARTMix, "pdsg": PDSG, "assg": ASSG}
+
+#: gradient names that are not neuron-level (handled by the attacks: the ANN twin with ReLU, or with the quantised
+#: clamp of the RGA/HART code)
+MODEL_GRADIENTS: tuple[str, ...] = ("ann", "ann-clamp")
+
+
+def mode_parameters(mode: BackwardMode) -> dict:
+    """A mode's parameters (its init fields, not its statistics) as a plain dict."""
+    return {f.name: getattr(mode, f.name) for f in dataclasses.fields(mode) if f.init}
+
+
+@dataclass(frozen=True)
+class ShiftedGaussian(Surrogate):
+    """PDSG's surrogate ``exp(-(v - s/2)^2 / (2 s^2)) / (sqrt(2 pi) s)``; ``s`` a tensor broadcastable to ``v``."""
+
+    s: torch.Tensor
+
+    def __post_init__(self) -> None:
+        pass  # s is a data-dependent tensor, checked positive where it is made
+
+    def derivative(self, v: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        s = self.s.to(v.dtype)
+        return torch.exp(-((v - 0.5 * s) ** 2) / (2 * s * s)) / (math.sqrt(2 * math.pi) * s)
+
+
+@dataclass(frozen=True)
+class AdaptiveArcTan(Surrogate):
+    """ASSG's surrogate for one neuron layer and step: the arctan shape with a sharpness from running statistics of
+    ``|v|`` kept in ``mode.stats[key]`` (updated on each call unless ``frozen``)."""
+
+    mode: ASSG
+    key: tuple
+    a: float
+    frozen: bool
+
+    def __post_init__(self) -> None:
+        pass
+
+    def derivative(self, v: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        mode, absv = self.mode, v.abs()
+        m, d = mode.stats.get(self.key, (None, None))
+        if m is not None and m.shape[1:] == v.shape[1:] and self.frozen and v.shape[0] % m.shape[0] == 0:
+            m, d = (t.repeat(v.shape[0] // m.shape[0], *[1] * (v.dim() - 1)) for t in (m, d))
+        elif m is None or m.shape != v.shape:
+            m, d = torch.ones_like(v), torch.zeros_like(v)
+        if not self.frozen:
+            m = mode.beta * m + (1 - mode.beta) * absv
+            d = mode.beta * d + (1 - mode.beta) * (absv - m).abs()
+            mode.stats[self.key] = (m, d)
+        alpha = self.a / (m + mode.relax * d + 1e-4)
+        return (alpha / 2) / (1 + (math.pi / 2 * alpha * v) ** 2)
+
+
+_FROZEN: ContextVar[bool] = ContextVar("spikeshield_frozen_statistics", default=False)
+
+
+@contextmanager
+def frozen_statistics() -> Iterator[None]:
+    """Within the block, stateful modes (ASSG) use their statistics without updating them (EOT draws after the
+    first)."""
+    token = _FROZEN.set(True)
+    try:
+        yield
+    finally:
+        _FROZEN.reset(token)
 
 Gradient = Surrogate | BackwardMode
 
@@ -133,7 +347,7 @@ def make_gradient(spec: str | Gradient | dict | None, **params: float) -> Gradie
         raise TypeError(f"a gradient is a name, a dict with a 'name' or an instance; got {type(spec).__name__}")
     if name in MODEL_GRADIENTS:
         raise ValueError(f"{name!r} replaces the whole model's backward, not a neuron's: use Attack(..., "
-                         f"surrogate={name!r}) or spikeshield.attacks.with_ann_gradients(model)")
+                         f"grad={name!r}) or spikeshield.attacks.with_ann_gradients(model)")
     if name in BACKWARD_MODES:
         if isinstance(spec, dict):
             params = {**{k: v for k, v in spec.items() if k != "name"}, **params}

@@ -31,6 +31,9 @@ def model_label(result: EvalResult) -> str:
         parts.append(f"{cfg.get('neuron', '?')}/{cfg.get('encoder', '?')}")
     if "T" in cfg:
         parts.append(f"T={cfg['T']}")
+    threat_model = getattr(result, "threat_model", "clamped")
+    if threat_model != "clamped":
+        parts.append(f"[{threat_model}: non-standard threat model]")
     return " ".join(parts)
 
 
@@ -105,7 +108,9 @@ def write_report(result: EvalResult, path_md: str | os.PathLike, command: str | 
         "",
         f"- model: {cfg}",
         f"- dataset: {result.dataset}, {result.n_examples} examples",
-        f"- threat model: L-inf, eps = {format_eps(result.eps)} ({result.eps:.5g})",
+        f"- threat model: L-inf, eps = {format_eps(result.eps)} ({result.eps:.5g}), " + (
+            "clamped to [0, 1] (standard)" if result.threat_model == "clamped" else
+            f"{result.threat_model}: NOT clamped to [0, 1] (non-standard, as some published SNN code; METHODS 1)"),
         f"- seeds: {', '.join(map(str, result.seeds))}",
         f"- device: {result.device}; spikeshield {result.spikeshield_version}, torch {result.torch_version}",
         f"- commit: {result.git_commit or 'unknown'}; date: {result.date}",
