@@ -107,7 +107,8 @@ BLACKBOX_QUERIES = 1000
 #: ``gradient_dependent``: the backward passes the attack is run through (registry gradient spellings, as in
 #: ``"pgd7@rga"``; METHODS 7): the model's own surrogate, narrow and wide surrogates, straight-through, BPTR, RGA and
 #: the ANN twin (skipped for models that have none)
-AUDIT_GRADIENTS = ("own", "triangle-0.5", "triangle-2", "rectangle-1", "straight_through", "bptr", "rga", "ann")
+AUDIT_GRADIENTS = ("own", "triangle-0.5", "triangle-2", "rectangle-1", "straight_through", "bptr", "rga", "ann",
+                   "hart", "pdsg", "assg")
 #: ``gradient_dependent``: the cheap iterative attack run through every mode (registry name; at eps, with the audit's
 #: EOT draws and seed, so every mode starts from the same random start)
 GRADIENT_ATTACK = "pgd7"
