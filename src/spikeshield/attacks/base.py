@@ -131,8 +131,9 @@ class Attack:
         grad: backward pass used for the attacker's gradients (DESIGN 6, METHODS 7): None keeps each neuron's
             own surrogate; a surrogate name (``"triangle"``, ``"exponential"``), a ``{"name": ..., param: ...}`` dict
             or a surrogate instance replaces it inside the attack only (see
-            :func:`spikeshield.neurons.gradients.gradient_mode`); ``"bptr"`` / ``"rga"`` use those rate-based
-            backward rules; ``"ann"`` takes the gradients of the model's ANN twin
+            :func:`spikeshield.neurons.gradients.gradient_mode`); ``"bptr"``, ``"rga"``, ``"hart"``,
+            ``"hart-mix"``, ``"pdsg"``, ``"assg"`` use those backward modes (METHODS 7; ASSG's statistics start afresh
+            at each call); ``"ann"`` / ``"ann-clamp"`` take the gradients of the model's ANN twin
             (:func:`~spikeshield.attacks.bpda.with_ann_gradients`: ``self.model`` becomes that wrapper, values stay
             the model's own). The forward, and so every loss and prediction, is always the model's exact one.
         clamp: True (default, the standard threat model) keeps ``x_adv`` in ``[0, 1]``; False drops that clip (only
@@ -225,7 +226,7 @@ class Attack:
 
     # ------------------------------------------------------------------------------------- helpers for subclasses
     def gradient_context(self) -> contextlib.AbstractContextManager:
-        """Context in which the attacker's gradients are computed: the surrogate swap or rate-based mode, if any."""
+        """Context in which the attacker's gradients are computed: the surrogate swap or backward mode, if any."""
         if self.grad is None or isinstance(self.grad, str):
             return contextlib.nullcontext()
         return gradient_mode(self.grad.fresh() if isinstance(self.grad, BackwardMode) else self.grad)

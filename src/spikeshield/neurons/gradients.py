@@ -5,13 +5,19 @@ Every neuron's spike goes through :func:`spike` or a neuron's own fused kernel, 
 touching the forward pass or the weights, and restores the model's own surrogate when the context ends, even on an
 exception.
 
-The same context can instead hold a *rate-based backward mode* (:class:`BPTR`, :class:`RGA`): then
-:meth:`SpikingNeuron.forward <spikeshield.neurons.base.SpikingNeuron.forward>` computes the layer's exact output
-without a graph and attaches the mode's gradient from the neuron's input currents ``I[t]`` to its spikes ``s[t]``,
-``dL/dI[t] = dL/ds[t] * factor`` (:meth:`BackwardMode.factor`), through the layer's PSC filter if it has one. The
-forward, and so every prediction, stays bit-identical. One context variable holds the override, so exactly one
-backward is active at a time. The ANN-twin gradient is a whole-model substitution, not a neuron mode: see
-:func:`spikeshield.attacks.with_ann_gradients` (``Attack(..., surrogate="ann")``).
+The same context can instead hold a :class:`BackwardMode`; then
+:meth:`SpikingNeuron.forward <spikeshield.neurons.base.SpikingNeuron.forward>` hands the layer to the mode's
+:meth:`~BackwardMode.apply`, which computes the layer's exact output without a graph and attaches the mode's gradient
+value-preservingly (``out + (h - h.detach())``), so every prediction stays bit-identical:
+
+- rate modes (:class:`BPTR`, :class:`RGA`): ``dL/dI[t] = dL/ds[t] * factor`` from the input currents to the spikes,
+  through the layer's PSC filter if it has one (needs the neuron's ``rate_parameters()``);
+- unrolled modes (:class:`HART`, :class:`HARTMix`, :class:`PDSG`, :class:`ASSG`): the gradient of the neuron's own
+  step function looped under autograd with the mode's per-step surrogates (any neuron with a ``step``).
+
+One context variable holds the override, so exactly one backward is active at a time. The ANN-twin gradient is a
+whole-model substitution, not a neuron mode: see :func:`spikeshield.attacks.with_ann_gradients`
+(``Attack(..., grad="ann")`` or ``"ann-clamp"``).
 """
 
 from __future__ import annotations
@@ -241,6 +247,11 @@ class ASSG(UnrolledMode):
     relax: float = 1.5
     stats: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (self.A < 1 and self.beta < 1):
+            raise ValueError(f"backward mode 'assg': A and beta must lie in (0, 1); got A={self.A}, beta={self.beta}")
+
     def fresh(self) -> ASSG:  # noqa: D102
         return dataclasses.replace(self)
 
@@ -372,9 +383,10 @@ def gradient_name(gradient: Gradient) -> str:
 def gradient_mode(gradient: str | Gradient | dict | None, **params: float) -> Iterator[None]:
     """Within the block, every spiking neuron back-propagates through ``gradient`` instead of its own surrogate.
 
-    ``gradient`` is a surrogate (``"triangle"``, ``"exponential"``, ...) or a rate-based mode (``"bptr"``,
-    ``"rga"``); ``params`` its parameters. ``None`` (or ``"own"``) keeps each neuron's own surrogate. The forward
-    is unchanged; the previous mode is restored when the block ends, also on an exception.
+    ``gradient`` is a surrogate (``"triangle"``, ``"exponential"``, ...) or a backward mode (``"bptr"``, ``"rga"``,
+    ``"hart"``, ``"hart-mix"``, ``"pdsg"``, ``"assg"``); ``params`` its parameters. ``None`` (or ``"own"``) keeps
+    each neuron's own surrogate. The forward is unchanged; the previous mode is restored when the block ends, also on
+    an exception.
 
     >>> with gradient_mode("triangle", gamma=0.5):
     ...     loss = F.cross_entropy(model(x), y)   # doctest: +SKIP
