@@ -114,7 +114,7 @@ def test_default_path_does_no_mode_work(monkeypatch):
     model = create_model("lenet", T=2)
     input_grad(model, torch.rand(2, 1, 28, 28), torch.tensor([0, 1]))
     with pytest.raises(AssertionError, match="without a mode"):
-        input_grad(model, torch.rand(2, 1, 28, 28), torch.tensor([0, 1]), "bptr")
+        input_grad(model, torch.rand(2, 1, 28, 28), torch.tensor([0, 1]), "rga")
 
 
 # --------------------------------------------------------------------------------------- the backward rules

@@ -152,7 +152,7 @@ def test_assg_statistics_start_fresh_for_each_attack_call():
 
 
 # ------------------------------------------------------------------------------------- any neuron, any mode
-@pytest.mark.parametrize("mode", ["hart", "hart-mix", "pdsg", "assg", "triangle"])
+@pytest.mark.parametrize("mode", ["hart", "hart-mix", "pdsg", "assg", "triangle", "bptr"])
 def test_a_step_only_neuron_gets_every_unrolled_mode(mode):
     current = torch.randn(4, 2, 6, dtype=torch.float64) + 0.5
     upstream = torch.randn_like(current)

@@ -22,9 +22,8 @@ class SpikingNeuron(nn.Module):
     :func:`spikeshield.neurons.gradients.spike`); they may override :meth:`run` with a faster fused kernel that
     gives the same forward and gradients. State is created inside ``forward`` and dropped after (DESIGN 2).
 
-    Every attacker's backward mode (METHODS 7) works through :meth:`step` alone (:meth:`unroll`), except the
-    rate-based BPTR and RGA, which need the leak, threshold and input scale from :meth:`rate_parameters` (spikes
-    must then be ``membrane > theta``).
+    Every attacker's backward mode (METHODS 7) works through :meth:`step` alone (:meth:`unroll`), except RGA, whose
+    rule is defined by the leak, threshold and input scale a neuron gives in :meth:`rate_parameters`.
     """
 
     is_stochastic: bool = False

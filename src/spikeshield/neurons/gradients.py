@@ -88,40 +88,35 @@ class RateMode(BackwardMode):
     """A rate-based rule ``dL/dI[t] = dL/ds[t] * factor`` from a layer's input currents to its spikes.
 
     The exact output is computed without a graph and the rule attached value-preservingly, through the layer's PSC
-    filter if it has one. Needs the neuron's :meth:`~spikeshield.neurons.base.SpikingNeuron.rate_parameters`.
-    Subclasses define :meth:`factor`.
+    filter if it has one. Subclasses define :meth:`factor`.
     """
 
-    def factor(self, current: torch.Tensor, spikes: torch.Tensor, p: RateParameters) -> torch.Tensor:
-        """The diagonal factor ``dL/dI[t] / dL/ds[t]``, broadcastable to ``[T, B, ...]``.
-
-        ``current`` are the (detached) input currents ``[T, B, ...]``, ``spikes`` the exact spikes (bool).
-        """
+    def factor(self, neuron, current: torch.Tensor) -> torch.Tensor:
+        """The diagonal factor ``dL/dI[t] / dL/ds[t]`` of ``neuron`` at the (detached) input currents ``[T, B, ...]``,
+        broadcastable to them."""
         raise NotImplementedError
 
     def apply(self, neuron, current):  # noqa: D102
-        try:
-            p = neuron.rate_parameters()
-        except NotImplementedError:
-            raise NotImplementedError(
-                f"neuron {type(neuron).__name__} does not support the backward mode {self.name!r}: it defines no "
-                f"rate_parameters() (leak, threshold, input scale); use a surrogate gradient instead") from None
-        out, membrane = neuron.exact(current)
+        out, _ = neuron.exact(current)
         if not (torch.is_grad_enabled() and current.requires_grad):
             return out
         with torch.no_grad():
-            factor = self.factor(current, membrane > p.theta, p)
+            factor = self.factor(neuron, current)
         return _with_gradient(out, (1, neuron.filter_spikes(current * factor)))
 
 
 @dataclass(frozen=True)
 class BPTR(RateMode):
-    """Backpropagation through rate (SNN-RAT's ``RateBp``): ``dL/dI[t] = dL/ds[t] * 1[mean_t s > 0]``."""
+    """Backpropagation through rate (SNN-RAT's ``RateBp``): ``dL/dI[t] = dL/ds[t] * 1[mean_t s > 0]``.
+
+    The spikes come from the neuron's step function (:meth:`~spikeshield.neurons.base.SpikingNeuron.unroll`), so any
+    neuron gets BPTR."""
 
     name: ClassVar[str] = "bptr"
 
-    def factor(self, current, spikes, p):  # noqa: D102
-        return spikes.any(0, keepdim=True).to(current.dtype)
+    def factor(self, neuron, current):  # noqa: D102
+        spikes = neuron.unroll(current, lambda t: neuron.surrogate)
+        return (spikes != 0).any(0, keepdim=True).to(current.dtype)
 
 
 @dataclass(frozen=True)
@@ -133,12 +128,20 @@ class RGA(RateMode):
     ``0 <= Ibar < 1 - lambda``; 0 elsewhere. The first range wins at ``Ibar = 1 - lambda`` (the reference code
     adds both there); for integrate-and-fire (``lambda = 1``) the second range is empty and ``g = 1/2`` on
     ``[0, 2]``. The factor does not include the chain factor ``c / theta`` (as the reference, where both are 1).
+    RGA is defined through the neuron's leak and threshold, so the neuron must give them
+    (:meth:`~spikeshield.neurons.base.SpikingNeuron.rate_parameters`).
     """
 
     name: ClassVar[str] = "rga"
     gamma: float = 0.2
 
-    def factor(self, current, spikes, p):  # noqa: D102
+    def factor(self, neuron, current):  # noqa: D102
+        try:
+            p = neuron.rate_parameters()
+        except NotImplementedError:
+            raise NotImplementedError(
+                f"neuron {type(neuron).__name__} does not support the backward mode {self.name!r}: it defines no "
+                f"rate_parameters() (leak, threshold, input scale); use another gradient mode") from None
         ibar = (current * p.input_scale).mean(0, keepdim=True) / p.theta
         lam = torch.as_tensor(p.decay, dtype=current.dtype, device=current.device)
         gamma = self.gamma
