@@ -46,6 +46,7 @@ class Parts:
     neuron_params: dict = field(default_factory=dict)
     ann: bool | str = False
     tau_s: float | None = None
+    steps: int = 1
 
     def activation(self, shape: tuple[int, ...]) -> nn.Module:
         """A neuron layer (with the model's synapse) for per-sample activations of ``shape``; ReLU in the ANN twin."""
@@ -55,7 +56,7 @@ class Parts:
             return QuantisedClamp()
         if self.ann:
             return nn.ReLU()
-        return make_neuron(self.neuron, tuple(shape), self._psc(), **self.neuron_params)
+        return make_neuron(self.neuron, tuple(shape), self._psc(), self.steps, **self.neuron_params)
 
     def input_filter(self) -> nn.Module:
         """The synapse filter applied to the input frames, or the identity."""

@@ -103,7 +103,7 @@ def create_model(
     if set(model_params) - allowed:
         raise ValueError(f"model {name!r} takes no parameter(s) {sorted(set(model_params) - allowed)}; "
                          f"it takes {sorted(allowed) or 'none'}")
-    parts = Parts(neuron=neuron, neuron_params=neuron_params, ann=ann, tau_s=synapse)
+    parts = Parts(neuron=neuron, neuron_params=neuron_params, ann=ann, tau_s=synapse, steps=T)
     body = builder(info, parts, **model_params)
     init_weights(body)
     config = dict(name=name, dataset=info.name, neuron=neuron, encoder=encoder, T=T, ann=ann, synapse=synapse,

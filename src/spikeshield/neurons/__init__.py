@@ -28,10 +28,11 @@ from spikeshield.neurons.surrogate import (
     make_surrogate,
 )
 from spikeshield.neurons.synapse import PSC, psc_kernel
+from spikeshield.neurons.talif import TALIF, TALIFParameters
 
 __all__ = [
     "BACKWARD_MODES", "BPTR", "LIF", "NEURONS", "PSC", "RGA", "SURROGATES", "ArcTan", "BackwardMode", "Exponential",
     "LIFParameters", "RateParameters", "Recording", "Rectangle", "Sigmoid", "SpikingNeuron", "StraightThrough",
-    "Surrogate", "Triangle", "active_mode", "active_surrogate", "gradient_mode", "lif_step", "make_gradient",
-    "make_neuron", "make_surrogate", "psc_kernel", "record", "register_neuron", "spike",
+    "Surrogate", "TALIF", "TALIFParameters", "Triangle", "active_mode", "active_surrogate", "gradient_mode",
+    "lif_step", "make_gradient", "make_neuron", "make_surrogate", "psc_kernel", "record", "register_neuron", "spike",
 ]

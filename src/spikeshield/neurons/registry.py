@@ -8,6 +8,7 @@ from torch import nn
 
 from spikeshield.neurons.lif import LIF, LIFParameters
 from spikeshield.neurons.synapse import PSC
+from spikeshield.neurons.talif import TALIF, TALIFParameters
 from spikeshield.validation import unknown_name
 
 NeuronFactory = Callable[..., nn.Module]
@@ -16,7 +17,7 @@ NEURONS: dict[str, NeuronFactory] = {}
 
 
 def register_neuron(name: str) -> Callable[[NeuronFactory], NeuronFactory]:
-    """Decorator: register ``factory(shape, synapse, **params) -> module`` under ``name``."""
+    """Decorator: register ``factory(shape, synapse, steps, **params) -> module`` under ``name``."""
 
     def wrap(factory: NeuronFactory) -> NeuronFactory:
         NEURONS[name] = factory
@@ -25,17 +26,22 @@ def register_neuron(name: str) -> Callable[[NeuronFactory], NeuronFactory]:
     return wrap
 
 
-def make_neuron(name: str, shape: tuple[int, ...], synapse: PSC | None = None, **params) -> nn.Module:
-    """Build the neuron layer ``name`` for activations of per-sample ``shape`` (some neurons hold per-unit
-    parameters), its spikes filtered by ``synapse`` if given."""
+def make_neuron(name: str, shape: tuple[int, ...], synapse: PSC | None = None, steps: int = 1, **params) -> nn.Module:
+    """Build the neuron layer ``name`` for activations of per-sample ``shape`` over ``steps`` time steps (some neurons
+    hold per-unit or per-step state, e.g. TA-LIF's ``theta_v`` and NDS), its spikes filtered by ``synapse`` if given."""
     if name not in NEURONS:
         raise unknown_name("neuron", name, NEURONS)
     try:
-        return NEURONS[name](shape, synapse, **params)
+        return NEURONS[name](shape, synapse, steps, **params)
     except TypeError as e:
         raise ValueError(f"bad parameters for neuron {name!r}: {e}") from None
 
 
 @register_neuron("lif")
-def _lif(shape: tuple[int, ...], synapse: PSC | None, **params) -> LIF:
+def _lif(shape: tuple[int, ...], synapse: PSC | None, steps: int, **params) -> LIF:
     return LIF(LIFParameters(**params), synapse)
+
+
+@register_neuron("talif")
+def _talif(shape: tuple[int, ...], synapse: PSC | None, steps: int, **params) -> TALIF:
+    return TALIF(shape, steps, TALIFParameters(**params), synapse)

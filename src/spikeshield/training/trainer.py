@@ -100,9 +100,19 @@ def random_subset(dataset: ImageDataset, n: int | None, seed: int, stream: int) 
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Build the configured optimiser over all trainable parameters (``initial_lr`` is recorded per group)."""
+    """Build the configured optimiser over all trainable parameters (``initial_lr`` is recorded per group).
+
+    Parameters a module scales in its ``lr_scale`` (``{"theta_v": 0.1}`` on TA-LIF) get their own group at that
+    fraction of the learning rate.
+    """
     o = cfg.optim
-    params = [p for p in model.parameters() if p.requires_grad]
+    scaled: dict[float, list[nn.Parameter]] = {}
+    for module in model.modules():
+        for name, factor in getattr(module, "lr_scale", {}).items():
+            scaled.setdefault(factor, []).append(getattr(module, name))
+    special = {id(p) for group in scaled.values() for p in group}
+    params = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in special]},
+              *({"params": group, "lr": o.lr * factor} for factor, group in scaled.items())]
     if o.name == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
     elif o.name == "adamw":
@@ -356,6 +366,9 @@ def train(
             if cfg.optim.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             optimizer.step()
+            for module in model.modules():  # e.g. TA-LIF keeps theta_v >= 0
+                if hasattr(module, "after_step"):
+                    module.after_step()
             step += 1
             n = y.shape[0]
             loss_sum += loss.item() * n

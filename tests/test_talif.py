@@ -1,0 +1,109 @@
+"""TA-LIF (HoSNN, METHODS 1): exactly LIF at theta_v = 0, the threshold dynamics against a hand loop, training hooks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import spikeshield as ss
+from spikeshield.config import TrainConfig
+from spikeshield.models import create_model
+from spikeshield.neurons import LIF, PSC, TALIF, LIFParameters, TALIFParameters, gradient_mode
+from spikeshield.training.trainer import make_optimizer
+
+
+def talif_by_hand(current, theta_v, nds, tau_m=5.0, theta0=1.0, k=5.0):
+    """Independent TA-LIF loop (decay form, sigmoid surrogate with slope k through torch's own sigmoid trick)."""
+    lam = 1 - 1 / tau_m
+    u_prev = s_prev = None
+    theta = torch.full_like(current[0], theta0)
+    out = []
+    for t in range(current.shape[0]):
+        u = current[t] if u_prev is None else current[t] + lam * u_prev * (1 - s_prev)
+        theta = theta + theta_v * (u - nds[t])
+        v = u - theta
+        soft = torch.sigmoid(k * v)
+        s = (v > 0).to(v.dtype) + (soft - soft.detach())  # exact step forward, sigmoid backward
+        out.append(s)
+        u_prev, s_prev = u, s
+    return torch.stack(out)
+
+
+def test_theta_v_zero_is_exactly_lif():
+    current = torch.randn(5, 4, 3, 6, 6) + 0.8
+    talif = TALIF((3, 6, 6), steps=5, synapse=PSC(3.0))
+    with torch.no_grad():
+        talif.theta_v.zero_()
+    talif.set_nds(torch.randn(5, 3, 6, 6))  # irrelevant when theta_v = 0
+    lif = LIF(LIFParameters(), PSC(3.0))
+    x1, x2 = current.clone().requires_grad_(True), current.clone().requires_grad_(True)
+    out, ref = talif(x1), lif(x2)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    g = torch.randn_like(out)
+    (g1,), (g2,) = torch.autograd.grad((out * g).sum(), x1), torch.autograd.grad((ref * g).sum(), x2)
+    torch.testing.assert_close(g1, g2, rtol=1e-5, atol=1e-6)
+
+
+def test_threshold_dynamics_and_gradients_match_a_hand_loop():
+    torch.manual_seed(1)
+    current = (torch.randn(4, 3, 10, dtype=torch.float64) + 0.9).requires_grad_(True)
+    talif = TALIF((10,), steps=4).double()
+    with torch.no_grad():
+        talif.theta_v.uniform_(0.0, 0.5)
+    talif.set_nds(torch.rand(4, 10, dtype=torch.float64))
+    out = talif(current)
+    ref = talif_by_hand(current, talif.theta_v, talif.nds)
+    assert torch.equal(out, ref.detach())
+    upstream = torch.randn_like(out)
+    g_ours = torch.autograd.grad((out * upstream).sum(), [current, talif.theta_v])
+    g_ref = torch.autograd.grad((ref * upstream).sum(), [current, talif.theta_v])
+    for a, b in zip(g_ours, g_ref, strict=True):
+        torch.testing.assert_close(a, b)
+    assert g_ours[1].abs().sum() > 0  # the threshold is in the graph: attacks and training see it
+
+
+def test_create_model_talif_checkpoint_round_trip_keeps_the_nds(tmp_path):
+    model = create_model("lenet", neuron="talif", neuron_params={"tau_v": 4.0}, T=3)
+    talifs = [m for m in model.modules() if isinstance(m, TALIF)]
+    assert [tuple(m.theta_v.shape) for m in talifs] == [(32, 28, 28), (64, 14, 14), (1024,)]
+    assert all(torch.allclose(m.theta_v, torch.full_like(m.theta_v, 0.25)) for m in talifs)
+    for m in talifs:
+        m.set_nds(torch.randn_like(m.nds))
+    ss.checkpoint.save(model, tmp_path / "m")
+    loaded = ss.checkpoint.load(tmp_path / "m")
+    for a, b in zip(talifs, [m for m in loaded.modules() if isinstance(m, TALIF)], strict=True):
+        assert torch.equal(a.nds, b.nds) and torch.equal(a.theta_v, b.theta_v)
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(model(x), loaded(x))
+    with pytest.raises(ValueError, match="NDS must have shape"):
+        talifs[0].set_nds(torch.zeros(3, 10))
+    with pytest.raises(ValueError, match="tau_v"):
+        TALIFParameters(tau_v=0)
+
+
+def test_trainer_gives_theta_v_a_tenth_of_the_lr_and_clamps_it():
+    model = create_model("lenet", neuron="talif", T=2)
+    cfg = TrainConfig()
+    opt = make_optimizer(model, cfg)
+    by_id = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    talif = next(m for m in model.modules() if isinstance(m, TALIF))
+    assert by_id[id(talif.theta_v)] == pytest.approx(cfg.optim.lr / 10)
+    assert by_id[id(model.body[1][0].weight)] == pytest.approx(cfg.optim.lr)
+    assert len(by_id) == len(list(model.parameters()))
+    with torch.no_grad():
+        talif.theta_v.fill_(-0.3)
+    talif.after_step()
+    assert (talif.theta_v == 0).all()
+
+
+@pytest.mark.parametrize("grad", ["own", "triangle", "bptr", "rga", "hart", "hart-mix", "pdsg", "assg"])
+def test_every_gradient_mode_works_on_talif_without_changing_the_forward(grad):
+    model = create_model("lenet", neuron="talif", T=2).eval()
+    x, y = torch.rand(2, 1, 28, 28), torch.tensor([3, 7])
+    own = model(x)
+    xr = x.clone().requires_grad_(True)
+    with gradient_mode(None if grad == "own" else grad):
+        out = model(xr)
+        (g,) = torch.autograd.grad(F.cross_entropy(out, y), xr)
+    assert torch.equal(out.detach(), own) and torch.isfinite(g).all()
