@@ -107,3 +107,27 @@ def test_every_gradient_mode_works_on_talif_without_changing_the_forward(grad):
         out = model(xr)
         (g,) = torch.autograd.grad(F.cross_entropy(out, y), xr)
     assert torch.equal(out.detach(), own) and torch.isfinite(g).all()
+
+
+def test_collect_nds_is_the_mean_membrane_and_installs_into_talif(fmnist_batch):
+    from spikeshield.defenses.hosnn import collect_nds, install_nds
+    from spikeshield.neurons import record
+
+    x = fmnist_batch[0][:10]
+    lif = create_model("lenet", T=3).train()
+    nds = collect_nds(lif, x, batch_size=4, progress=False)
+    assert lif.training  # mode restored
+    lif.eval()
+    with record(lif) as rec:
+        lif(x)
+    assert set(nds) == {"body.2", "body.4", "body.6"}
+    for name, value in nds.items():
+        torch.testing.assert_close(value, rec.membrane[name].mean(1), rtol=1e-5, atol=1e-6)
+    assert collect_nds(lif, [(x[:5], None), (x[5:], None)], progress=False).keys() == nds.keys()
+    hosnn = create_model("lenet", neuron="talif", T=3)
+    install_nds(hosnn, nds)
+    assert torch.equal(hosnn.body[2].nds, nds["body.2"])
+    with pytest.raises(ValueError, match="no TA-LIF layers"):
+        install_nds(lif, nds)
+    with pytest.raises(ValueError, match="no NDS for"):
+        install_nds(hosnn, {"body.2": nds["body.2"]})
