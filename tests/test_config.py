@@ -6,7 +6,7 @@ import pytest
 
 from spikeshield.config import TrainConfig, apply_overrides, load_config, parse_config
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("**/*.yaml"))
 
 
 def _error(data) -> str:

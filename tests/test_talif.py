@@ -131,3 +131,32 @@ def test_collect_nds_is_the_mean_membrane_and_installs_into_talif(fmnist_batch):
         install_nds(lif, nds)
     with pytest.raises(ValueError, match="no NDS for"):
         install_nds(hosnn, {"body.2": nds["body.2"]})
+
+
+def test_hosnn_training_from_config_installs_the_lif_nds(tmp_path):
+    from spikeshield.config import parse_config
+    from spikeshield.data import batches, load_dataset
+    from spikeshield.defenses.hosnn import collect_nds
+    from spikeshield.training import train
+    from spikeshield.training.trainer import _TRAIN_SUBSET_STREAM, random_subset
+
+    common = {"seed": 0, "device": "cpu", "data": {"train_subset": 48, "eval_subset": 16, "batch_size": 16},
+              "optim": {"epochs": 1}}
+    model = {"T": 2}
+    lif = train(parse_config({**common, "out_dir": str(tmp_path / "lif"), "model": model}), progress=False)
+    cfg = parse_config({**common, "out_dir": str(tmp_path / "hosnn"), "model": {**model, "neuron": "talif"},
+                        "hosnn": {"nds_from": str(tmp_path / "lif" / "model")}})
+    hosnn = train(cfg, progress=False).model
+    train_set = random_subset(load_dataset("fashion_mnist", "train"), 48, 0, _TRAIN_SUBSET_STREAM)
+    expected = collect_nds(lif.model, batches(train_set, 256), progress=False)
+    loaded = ss.checkpoint.load(tmp_path / "hosnn" / "model")
+    for name, value in expected.items():
+        torch.testing.assert_close(loaded.get_submodule(name).nds, value)
+        assert (hosnn.get_submodule(name).theta_v >= 0).all()
+    warm = parse_config({**common, "out_dir": str(tmp_path / "warm"), "model": {**model, "neuron": "talif"},
+                         "hosnn": {"nds_from": str(tmp_path / "lif" / "model"), "warm_start": True},
+                         "optim": {"epochs": 1, "lr": 1e-12}})
+    warmed = train(warm, progress=False).model
+    torch.testing.assert_close(warmed.body[1][0].weight, lif.model.body[1][0].weight, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="needs model.neuron: talif"):
+        parse_config({"hosnn": {"nds_from": "x"}})

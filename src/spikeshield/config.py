@@ -148,6 +148,13 @@ class AdversarialSection(_Section):
         return self
 
 
+class HoSNNSection(_Section):
+    """HoSNN (METHODS 1): the trained LIF network whose NDS the TA-LIF network gets before training."""
+
+    nds_from: str | None = None
+    warm_start: bool = False
+
+
 class TrainConfig(_Section):
     """One training run. ``TrainConfig()`` is a valid default (LeNet LIF T=5 on FashionMNIST, clean, 20 epochs)."""
 
@@ -160,6 +167,16 @@ class TrainConfig(_Section):
     data: DataSection = Field(default_factory=DataSection)
     optim: OptimSection = Field(default_factory=OptimSection)
     adversarial: AdversarialSection = Field(default_factory=AdversarialSection)
+    hosnn: HoSNNSection = Field(default_factory=HoSNNSection)
+
+    @model_validator(mode="after")
+    def _hosnn_needs_talif(self) -> TrainConfig:
+        h = self.hosnn
+        if h.nds_from is not None and self.model.neuron != "talif":
+            raise ValueError(f"hosnn.nds_from needs model.neuron: talif (got {self.model.neuron!r})")
+        if h.warm_start and h.nds_from is None:
+            raise ValueError("hosnn.warm_start starts from the weights of the hosnn.nds_from network: set nds_from")
+        return self
 
     @field_validator("objective")
     @classmethod

@@ -149,6 +149,21 @@ def make_training_attack(model: nn.Module, cfg: TrainConfig):
     return PGD(model, a.eps, alpha=alpha, steps=a.steps, random_start=a.random_start)
 
 
+def _prepare_hosnn(model: nn.Module, cfg: TrainConfig, train_set: ImageDataset, device: torch.device,
+                   progress: bool) -> None:
+    """Install the NDS of the LIF network ``cfg.hosnn.nds_from``, collected on the (unaugmented) training set, and
+    with ``warm_start`` its weights (METHODS 1; the paper trains from scratch, warm start is our ablation)."""
+    from spikeshield.defenses.hosnn import collect_nds, install_nds
+
+    lif = checkpoint.load(cfg.hosnn.nds_from, device=device)
+    install_nds(model, collect_nds(lif, batches(train_set, cfg.data.eval_batch_size), progress=progress))
+    if cfg.hosnn.warm_start:
+        result = model.load_state_dict(lif.state_dict(), strict=False)
+        foreign = [k for k in result.missing_keys if not k.endswith((".theta_v", ".nds"))] + result.unexpected_keys
+        if foreign:
+            raise ValueError(f"hosnn.warm_start: {cfg.hosnn.nds_from} is not the same architecture ({foreign[:4]})")
+
+
 @torch.no_grad()
 def clean_accuracy(model: nn.Module, dataset: ImageDataset, batch_size: int, device: torch.device) -> float:
     """Clean accuracy of ``model`` (put in eval mode) on ``dataset``."""
@@ -331,6 +346,8 @@ def train(
 
         seed_everything(cfg.seed)  # the initial weights depend on the seed alone
         model = create_model(**cfg.model.kwargs()).to(device)
+        if cfg.hosnn.nds_from is not None:
+            _prepare_hosnn(model, cfg, train_set, device, progress)
         optimizer = make_optimizer(model, cfg)
 
     objective = get_objective(cfg.objective)
