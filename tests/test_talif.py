@@ -160,3 +160,22 @@ def test_hosnn_training_from_config_installs_the_lif_nds(tmp_path):
     torch.testing.assert_close(warmed.body[1][0].weight, lif.model.body[1][0].weight, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="needs model.neuron: talif"):
         parse_config({"hosnn": {"nds_from": "x"}})
+
+
+@pytest.mark.parametrize("tau_s", [None, 3.0])
+def test_hosnn_code_gradient_is_the_surrogate_at_theta0_through_the_psc_only(tau_s):
+    from spikeshield.neurons import psc_kernel
+
+    torch.manual_seed(2)
+    current = torch.randn(4, 3, 10, dtype=torch.float64) + 0.9
+    neuron = TALIF((10,), steps=4, synapse=PSC(tau_s) if tau_s else None).double()
+    neuron.set_nds(torch.rand(4, 10, dtype=torch.float64))
+    upstream = torch.randn(4, 3, 10, dtype=torch.float64)
+    x = current.clone().requires_grad_(True)
+    with gradient_mode("hosnn-code"):
+        out = neuron(x)
+        (g,) = torch.autograd.grad((out * upstream).sum(), x)
+    assert torch.equal(out, neuron(current))
+    _, membrane = neuron.run(current, neuron.surrogate)
+    through = torch.einsum("st,sbn->tbn", psc_kernel(4, tau_s, dtype=torch.float64), upstream) if tau_s else upstream
+    torch.testing.assert_close(g, through * neuron.surrogate.derivative(membrane - 1.0))

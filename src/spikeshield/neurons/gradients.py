@@ -135,13 +135,18 @@ class RGA(RateMode):
     name: ClassVar[str] = "rga"
     gamma: float = 0.2
 
-    def factor(self, neuron, current):  # noqa: D102
+    @staticmethod
+    def parameters(neuron, mode: str) -> RateParameters:
+        """``neuron.rate_parameters()``, or an error naming the neuron and ``mode`` if it has none."""
         try:
-            p = neuron.rate_parameters()
+            return neuron.rate_parameters()
         except NotImplementedError:
             raise NotImplementedError(
-                f"neuron {type(neuron).__name__} does not support the backward mode {self.name!r}: it defines no "
+                f"neuron {type(neuron).__name__} does not support the backward mode {mode!r}: it defines no "
                 f"rate_parameters() (leak, threshold, input scale); use another gradient mode") from None
+
+    def factor(self, neuron, current):  # noqa: D102
+        p = self.parameters(neuron, self.name)
         ibar = (current * p.input_scale).mean(0, keepdim=True) / p.theta
         lam = torch.as_tensor(p.decay, dtype=current.dtype, device=current.device)
         gamma = self.gamma
@@ -150,6 +155,20 @@ class RGA(RateMode):
         in_low = (ibar >= 0) & (ibar < 1 - lam)
         zero = ibar.new_zeros(())
         return torch.where(in_high, high, torch.where(in_low, ibar.new_tensor(gamma), zero))
+
+
+@dataclass(frozen=True)
+class HoSNNCode(RateMode):
+    """The gradient of HoSNN's released code (METHODS 1): ``dL/dI[t] = dL/ds[t] * surrogate'(u[t] - theta0)`` with
+    the neuron's own surrogate at the *base* threshold, back-propagated through time only through the PSC filter (not
+    through the membrane's leak and reset, nor the threshold dynamics). Offered to reproduce the paper's attacks; it
+    understates attack strength, so report the worse of it and full BPTT."""
+
+    name: ClassVar[str] = "hosnn-code"
+
+    def factor(self, neuron, current):  # noqa: D102
+        _, membrane = neuron.run(current, neuron.surrogate)
+        return neuron.surrogate.derivative(membrane - RGA.parameters(neuron, self.name).theta)
 
 
 @dataclass(frozen=True)
@@ -266,7 +285,7 @@ class ASSG(UnrolledMode):
 
 #: backward modes by name (``gradient_mode("rga")``, ``grad="hart"``)
 BACKWARD_MODES: dict[str, type[BackwardMode]] = {
-    "bptr": BPTR, "rga": RGA, "hart": HART, "hart-mix": HARTMix, "pdsg": PDSG, "assg": ASSG}
+    "bptr": BPTR, "rga": RGA, "hart": HART, "hart-mix": HARTMix, "pdsg": PDSG, "assg": ASSG, "hosnn-code": HoSNNCode}
 
 #: gradient names that are not neuron-level (handled by the attacks: the ANN twin with ReLU, or with the quantised
 #: clamp of the RGA/HART code)
