@@ -1,0 +1,96 @@
+"""Cost of HoSNN's TA-LIF against LIF (issue 9, item 7; the paper claims under 10% extra).
+
+The METHODS 1 LeNet (T 5, tau_s 3) with LIF neurons (the fused kernel, and the plain autograd step loop) and with
+TA-LIF neurons: training-step time, inference time (no-grad forward) and training memory, rounds interleaved in one
+process (benchmarks/throughput.py's helpers).
+
+    .venv/bin/python benchmarks/hosnn_cost.py                  # CPU, writes benchmarks/results/hosnn/cost.json
+    .venv/bin/python benchmarks/hosnn_cost.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from throughput import autograd_step_loop, interleaved, peak_memory_mb, sync, time_steps
+
+import spikeshield as ss
+
+
+def inference_time(model, x, steps: int, device, generic: bool = False) -> float:
+    """Seconds per no-grad forward pass in steady state."""
+    with torch.no_grad(), autograd_step_loop() if generic else _nothing():
+        model(x)
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            model(x)
+        sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+class _nothing:  # noqa: N801
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results/hosnn/cost.json")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    models = {name: ss.models.create_model("lenet", neuron=name, T=5).to(device).train() for name in ("lif", "talif")}
+    opts = {name: torch.optim.Adam(m.parameters(), 1e-4) for name, m in models.items()}
+    x, y = torch.rand(args.batch, 1, 28, 28, device=device), torch.randint(0, 10, (args.batch,), device=device)
+    train = interleaved({
+        "lif": lambda: time_steps(models["lif"], opts["lif"], x, y, args.steps, device),
+        "lif_step_loop": lambda: time_steps(models["lif"], opts["lif"], x, y, args.steps, device, generic=True),
+        "talif": lambda: time_steps(models["talif"], opts["talif"], x, y, args.steps, device),
+    }, args.rounds)
+    infer = interleaved({
+        "lif": lambda: inference_time(models["lif"].eval(), x, args.steps, device),
+        "lif_step_loop": lambda: inference_time(models["lif"].eval(), x, args.steps, device, generic=True),
+        "talif": lambda: inference_time(models["talif"].eval(), x, args.steps, device),
+    }, args.rounds)
+    for m in models.values():
+        m.train()
+    med = {k: statistics.median(v) for k, v in train.items()}
+    med_inf = {k: statistics.median(v) for k, v in infer.items()}
+    result = {
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "torch_threads": torch.get_num_threads(), "batch": args.batch, "T": 5, "rounds": args.rounds,
+        "train_step_s": med, "inference_s": med_inf,
+        "talif_vs_lif_train": med["talif"] / med["lif"],
+        "talif_vs_lif_step_loop_train": med["talif"] / med["lif_step_loop"],
+        "talif_vs_lif_inference": med_inf["talif"] / med_inf["lif"],
+        "talif_vs_lif_step_loop_inference": med_inf["talif"] / med_inf["lif_step_loop"],
+        "peak_memory_mb": {
+            "lif": peak_memory_mb(models["lif"], opts["lif"], x, y, device),
+            "lif_step_loop": peak_memory_mb(models["lif"], opts["lif"], x, y, device, generic=True),
+            "talif": peak_memory_mb(models["talif"], opts["talif"], x, y, device),
+        },
+        "memory_measure": "CUDA allocator peak" if device.type == "cuda" else "bytes saved by autograd for backward",
+        "command": "python benchmarks/hosnn_cost.py " + " ".join(sys.argv[1:]),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "command"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
