@@ -15,6 +15,7 @@ import json
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ import spikeshield as ss
 
 def inference_time(model, x, steps: int, device, generic: bool = False) -> float:
     """Seconds per no-grad forward pass in steady state."""
-    with torch.no_grad(), autograd_step_loop() if generic else _nothing():
+    with torch.no_grad(), autograd_step_loop() if generic else nullcontext():
         model(x)
         sync(device)
         start = time.perf_counter()
@@ -33,14 +34,6 @@ def inference_time(model, x, steps: int, device, generic: bool = False) -> float
             model(x)
         sync(device)
     return (time.perf_counter() - start) / steps
-
-
-class _nothing:  # noqa: N801
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import json
 import platform
 import statistics
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -52,7 +52,7 @@ def sync(device):
 def time_steps(model, opt, x, y, steps, device, generic=False):
     """Seconds per training step in steady state: one untimed step first, so the timed ones do not pay for the
     other model's memory layout (real training runs one model continuously)."""
-    with autograd_step_loop() if generic else _nothing():
+    with autograd_step_loop() if generic else nullcontext():
         train_step(model, opt, x, y)
         sync(device)
         start = time.perf_counter()
@@ -62,14 +62,9 @@ def time_steps(model, opt, x, y, steps, device, generic=False):
     return (time.perf_counter() - start) / steps
 
 
-@contextmanager
-def _nothing():
-    yield
-
-
 def peak_memory_mb(model, opt, x, y, device, generic=False) -> float:
     """Peak training memory of one step: CUDA allocator peak, or on CPU the bytes autograd keeps for backward."""
-    with autograd_step_loop() if generic else _nothing():
+    with autograd_step_loop() if generic else nullcontext():
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()

@@ -12,6 +12,7 @@ from torch import nn
 from spikeshield.data import batches, load_dataset
 from spikeshield.data.info import DatasetInfo
 from spikeshield.models import create_model
+from spikeshield.neurons import gradient_mode
 
 
 class TinyNet(nn.Module):
@@ -80,6 +81,15 @@ def trained_lenet() -> nn.Module:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def layer_grad(neuron, current, upstream, mode):
+    """``(output, dL/dI)`` of one neuron layer for ``L = sum(out * upstream)`` under ``mode``."""
+    current = current.clone().requires_grad_(True)
+    with gradient_mode(mode):
+        out = neuron(current)
+        (g,) = torch.autograd.grad((out * upstream).sum(), current)
+    return out.detach(), g
 
 
 def fooled(model, x_adv, y) -> torch.Tensor:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TinyNet
+from conftest import TinyNet, layer_grad
 
 from spikeshield.attacks import (
     FGSM,
@@ -55,15 +55,6 @@ def rga_by_hand(ibar: float, lam: float, gamma: float = 0.2) -> float:
     if 0 <= ibar <= 1 - lam:
         return gamma
     return 0.0
-
-
-def layer_grad(neuron, current, upstream, mode):
-    """``(output, dL/dI)`` of one neuron layer for ``L = sum(out * upstream)`` under ``mode``."""
-    current = current.clone().requires_grad_(True)
-    with gradient_mode(mode):
-        out = neuron(current)
-        (g,) = torch.autograd.grad((out * upstream).sum(), current)
-    return out.detach(), g
 
 
 def currents_with_means(ibar: list[float], p: LIFParameters, T: int = 4, batch: int = 3) -> torch.Tensor:

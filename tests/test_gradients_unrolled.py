@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import layer_grad
 
 from spikeshield.attacks import APGD, FAB, FGSM, PGD, Square, make_attack
 from spikeshield.evaluation import evaluate
@@ -17,15 +18,6 @@ from spikeshield.neurons.gradients import ASSG, frozen_statistics, make_gradient
 from spikeshield.report.tables import markdown_table
 
 EPS = 8 / 255
-
-
-def layer_grad(neuron, current, upstream, mode):
-    """``(output, dL/dI)`` of one neuron layer for ``L = sum(out * upstream)`` under ``mode``."""
-    current = current.clone().requires_grad_(True)
-    with gradient_mode(mode):
-        out = neuron(current)
-        (g,) = torch.autograd.grad((out * upstream).sum(), current)
-    return out.detach(), g
 
 
 def lif_by_hand(current, p: LIFParameters, slope, detach: bool, tau_s=None):
