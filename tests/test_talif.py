@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -179,3 +181,26 @@ def test_hosnn_code_gradient_is_the_surrogate_at_theta0_through_the_psc_only(tau
     _, membrane = neuron.run(current, neuron.surrogate)
     through = torch.einsum("st,sbn->tbn", psc_kernel(4, tau_s, dtype=torch.float64), upstream) if tau_s else upstream
     torch.testing.assert_close(g, through * neuron.surrogate.derivative(membrane - 1.0))
+
+
+def test_hosnn_trains_and_evaluates_from_the_cli(tmp_path):
+    import yaml
+
+    from spikeshield.cli import main
+
+    common = {"device": "cpu", "model": {"name": "lenet", "T": 2},
+              "data": {"batch_size": 16, "train_subset": 48, "eval_subset": 16}, "optim": {"epochs": 1}}
+    (tmp_path / "lif.yaml").write_text(yaml.safe_dump({**common, "out_dir": str(tmp_path / "lif")}))
+    hosnn = {**common, "out_dir": str(tmp_path / "hosnn"), "model": {**common["model"], "neuron": "talif"},
+             "hosnn": {"nds_from": str(tmp_path / "lif" / "model")}}
+    (tmp_path / "hosnn.yaml").write_text(yaml.safe_dump(hosnn))
+    assert main(["train", "--config", str(tmp_path / "lif.yaml"), "--no-progress"]) == 0
+    assert main(["train", "--config", str(tmp_path / "hosnn.yaml"), "--no-progress"]) == 0
+    model = ss.checkpoint.load(tmp_path / "hosnn" / "model")
+    assert any(m.nds.abs().sum() > 0 for m in model.modules() if isinstance(m, TALIF))
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", str(tmp_path / "hosnn" / "model"), "--attacks", "fgsm,pgd7@hosnn-code",
+                 "--n-examples", "8", "--out", str(out), "--no-progress"]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert set(result["robust_acc"]) == {"fgsm", "pgd7@hosnn-code"}
+    assert result["attacks"]["pgd7@hosnn-code"]["grad"] == "hosnn-code"
