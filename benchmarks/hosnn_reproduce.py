@@ -1,25 +1,43 @@
-"""HoSNN reproduction on FashionMNIST (issue 9, items 5 and 6): LIF and HoSNN, clean- and FGSM-trained, under both
+"""HoSNN reproduction on FashionMNIST (issue 9, items 5, 6 and 8): LIF and HoSNN, clean- and FGSM-trained, under both
 threat models, beside the paper's numbers (METHODS 6).
 
-Trains (or finds under --work) the runs of configs/hosnn/: lif_clean, lif_fgsm, hosnn_clean, hosnn_fgsm (the HoSNNs
-get lif_clean's NDS), plus an independently trained LIF (lif_clean with seed 1) as the black-box source. Then, at
-eps 8/255, for each model and each threat model - "standard" (clamped to [0, 1]) and "paper-code" (no clamp, PGD
-alpha eps/3 without random start, BIM alpha eps/7; METHODS 1) - clean and FGSM on the first --n-full test images and
-RFGSM, BIM7, PGD7/20/40, APGD-CE/DLR/T, transfer PGD7 and FGSM, AutoAttack and snn-adaptive on the first --n
-(for the HoSNNs also APGD-CE through the authors' gradient, "hosnn-code"); the worst case is over all of them.
+Phase ``train`` trains (or keeps) the runs of configs/hosnn/ under --work: lif_clean, lif_fgsm, hosnn_clean and
+hosnn_fgsm (the HoSNNs from scratch with lif_clean's NDS), plus an independently trained LIF (lif_clean, seed 1) as the
+black-box source. Phase ``eval`` attacks each model of --runs at eps 8/255, one resumable piece at a time (a piece whose
+JSON exists is skipped, so an interrupted run goes on where it stopped; two processes can share the runs):
 
-    python benchmarks/hosnn_reproduce.py --device cuda --data-dir .gpudata --epochs 10 --batch 128
-    python benchmarks/hosnn_reproduce.py --epochs 1 --train-subset 256 --n-full 64 --n 16 --preset quick  # smoke
+- ``full-<threat>``: clean and FGSM on the first --n-full test images;
+- ``suite-<threat>``: each attack on its own on the first --n: RFGSM, BIM7, PGD7/20/40, transfer PGD7 and FGSM from
+  the source LIF (and for a HoSNN PGD7 through the authors' gradient ``hosnn-code``); the standard threat model adds
+  APGD-CE, APGD-DLR (and APGD-CE@hosnn-code);
+- ``strong-standard``: AutoAttack (APGD-CE, APGD-T, FAB-T, Square) then snn-adaptive (--preset) as one cascade on the
+  first --n-strong; the reported worst case is per sample over every attack of both pieces on those images;
+- ``sweep-<threat>``: white-box FGSM and PGD7 and black-box (transfer) PGD7 at eps 0..64/255 on the first --n-sweep;
+- ``psc``: layer-wise relative PSC errors between clean and black-box PGD7 images on the first --n-psc;
+- ``audit``: the gradient-obfuscation checklist on the first --n-audit.
 
-Writes benchmarks/results/hosnn/{<model>_<threat>.json, reproduction.md}.
+Threat models: "standard" (x_adv clamped to [0, 1]) and "paper-code", the released attack code's (no clamp, PGD alpha
+eps/3 without random start, BIM alpha eps/7; METHODS 1), which is non-standard. Phase ``report`` writes the tables,
+the like-for-like comparison and the plots from the JSON files.
+
+    python benchmarks/hosnn_reproduce.py --phase train --epochs 1
+    python benchmarks/hosnn_reproduce.py --phase eval          # start it twice for two cores: each takes free pieces
+    python benchmarks/hosnn_reproduce.py --phase report
+    python benchmarks/hosnn_reproduce.py --phase all --epochs 1 --train-subset 256 --n-full 64 --n 16 --n-strong 8 \
+        --n-sweep 8 --n-psc 8 --n-audit 8 --preset quick --work /tmp/hosnn --out /tmp/hosnn-out   # smoke
+
+Writes <out>/{<run>/<piece>.json, reproduction.md, sweeps.png, psc_errors.png, <run>/audit.md}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -27,32 +45,59 @@ import torch
 from spikeshield import checkpoint
 from spikeshield.attacks import SNNAdaptive, Transfer, make_attack
 from spikeshield.data import load_dataset
-from spikeshield.evaluation import evaluate
+from spikeshield.evaluation import audit, eps_sweep, evaluate, layer_errors
 from spikeshield.training import train_from_file
 
 EPS = 8 / 255
 RUNS = ("lif_clean", "lif_fgsm", "hosnn_clean", "hosnn_fgsm")
-SUITE = ["rfgsm", "bim7", "pgd7", "pgd20", "pgd40", "apgd-ce", "apgd-dlr", "apgd-t"]
+THREATS = ("standard", "paper-code")
+PAPER_ATTACKS = ["rfgsm", "bim7", "pgd7", "pgd20", "pgd40"]
+APGD = ["apgd-ce", "apgd-dlr"]
+SWEEP_ETA = (0, 2, 4, 6, 8, 16, 32, 64)
+COLUMNS = ["clean", "fgsm", *PAPER_ATTACKS, *APGD, "apgd-t"]
 #: METHODS 6, Tables 1-2 (SNN rows; the HoSNN rows were lost in the text): clean, FGSM, RFGSM, BIM7, PGD7, PGD20,
-#: PGD40, APGD-CE, APGD-DLR, APGD-T; and the abstract's FGSM-trained HoSNN PGD7
+#: PGD40, APGD-CE, APGD-DLR, APGD-T; Table 3 (black box: clean, FGSM, RFGSM, PGD7, BIM7); Tables 8-10 (the sweeps)
 PAPER = {
-    "lif_clean": dict(zip(["clean", "fgsm", *SUITE], [92.92, 56.01, 70.02, 38.85, 30.90, 28.73, 27.88, 23.22, 40.25,
-                                                      39.67], strict=True)),
-    "lif_fgsm": dict(zip(["clean", "fgsm", *SUITE], [92.08, 74.12, 83.12, 68.36, 62.92, 61.97, 61.43, 55.47, 68.25,
-                                                     62.56], strict=True)),
+    "lif_clean": dict(zip(COLUMNS, [92.92, 56.01, 70.02, 38.85, 30.90, 28.73, 27.88, 23.22, 40.25, 39.67],
+                          strict=True)),
+    "lif_fgsm": dict(zip(COLUMNS, [92.08, 74.12, 83.12, 68.36, 62.92, 61.97, 61.43, 55.47, 68.25, 62.56],
+                         strict=True)),
     "hosnn_fgsm": {"clean": 92.31, "fgsm": 84.70, "pgd7": 74.91},
 }
-THREATS = {"standard": {}, "paper-code": {"clamp": False}}
+PAPER_BLACKBOX = {"lif_fgsm": {"transfer-fgsm": 66.26, "transfer-pgd7": 74.08}}
+PAPER_SWEEPS = {
+    ("hosnn_fgsm", "fgsm"): [92.31, 90.26, 88.16, 86.25, 84.70, 77.70, 60.70, 24.27],
+    ("hosnn_fgsm", "pgd7"): [92.31, 89.34, 85.44, 80.61, 74.91, 47.93, 5.87, 0.00],
+    ("hosnn_fgsm", "transfer-pgd7"): [92.31, 91.05, 89.81, 88.85, 87.67, 84.61, 75.12, 39.93],
+    ("lif_clean", "pgd7"): [92.92, 78.87, 58.03, 42.27, 30.54, 2.71, 0.0, 0.0],
+}
 
 
-def paper_settings(name: str) -> dict:
-    """The released attack code's settings for a registry attack (METHODS 1): no clamp; PGD alpha eps/3 and no random
-    start; BIM alpha eps/7."""
-    if name.startswith("pgd"):
-        return {"clamp": False, "alpha": EPS / 3, "random_start": False}
-    if name.startswith("bim"):
-        return {"clamp": False, "alpha": EPS / 7}
+def paper_settings_at(name: str, eps: float) -> dict:
+    """The released attack code's settings for registry attack ``name`` at budget ``eps`` (METHODS 1): no clamp; PGD
+    alpha eps/3 and no random start; BIM alpha eps/7."""
+    base = name.split("@")[0]
+    if base.startswith("pgd"):
+        return {"clamp": False, "alpha": eps / 3, "random_start": False}
+    if base.startswith("bim"):
+        return {"clamp": False, "alpha": eps / 7}
     return {"clamp": False}
+
+
+def attack(name: str, model, threat: str, eps: float = EPS):
+    """Registry attack ``name`` (``attack@grad`` allowed) under ``threat``."""
+    return make_attack(name, model, eps, **(paper_settings_at(name, eps) if threat == "paper-code" else {}))
+
+
+def transfer(model, source, name: str, threat: str, eps: float = EPS) -> Transfer:
+    """Black-box ``name`` crafted on ``source`` under ``threat``."""
+    return Transfer(model, eps, source=source, attack=name,
+                    **(paper_settings_at(name, eps) if threat == "paper-code" else {}))
+
+
+def is_hosnn(model) -> bool:
+    """Whether ``model`` has TA-LIF neurons."""
+    return any(type(m).__name__ == "TALIF" for m in model.modules())
 
 
 def train_or_load(run: str, args, seed: int | None = None, label: str | None = None) -> torch.nn.Module:
@@ -60,6 +105,8 @@ def train_or_load(run: str, args, seed: int | None = None, label: str | None = N
     label = label or run
     path = Path(args.work) / label / "model"
     if not path.exists():
+        if args.phase not in ("train", "all"):
+            raise SystemExit(f"{path} is missing: run --phase train first")
         overrides = {"device": args.device, "out_dir": f"{args.work}/{label}", "data.data_dir": args.data_dir,
                      "optim.epochs": args.epochs, "data.batch_size": args.batch}
         if run.startswith("hosnn"):
@@ -72,31 +119,278 @@ def train_or_load(run: str, args, seed: int | None = None, label: str | None = N
     return checkpoint.load(path, device=args.device).eval()
 
 
-def attacks_for(model, source, threat: str, tune_on, args) -> list:
-    """The attack list of one model under one threat model."""
-    paper = threat == "paper-code"
-    extra = (lambda n: paper_settings(n)) if paper else (lambda n: {})
-    attacks = [make_attack(n, model, EPS, **extra(n)) for n in SUITE]
-    if any(m.__class__.__name__ == "TALIF" for m in model.modules()):
-        attack = make_attack("apgd-ce@hosnn-code", model, EPS, **extra("apgd-ce"))
-        attacks.append(attack)
-    for n in ("pgd7", "fgsm"):
-        attacks.append(Transfer(model, EPS, source=source, attack=n, **extra(n)))
-    attacks.append("autoattack")
-    attacks.append(SNNAdaptive(model, EPS, preset=args.preset, tune_on=tune_on, clamp=not paper))
-    return attacks
+def pieces(model, source, data: dict, args) -> dict:
+    """``{piece name: function () -> JSON-ready dict}`` for one model, in the order they run."""
+    common = dict(eps=EPS, batch_size=args.batch_eval, seed=0, progress=False, command=data["command"])
+    hosnn = is_hosnn(model)
+
+    def evaluated(x, y, attacks, **options):
+        return evaluate(model, x, y, attacks=attacks, **common, **options).to_dict(per_sample=True)
+
+    def full(threat):
+        x, y = data["x"][: args.n_full], data["y"][: args.n_full]
+        return lambda: evaluated(x, y, [attack("fgsm", model, threat)])
+
+    def suite(threat):
+        names = PAPER_ATTACKS + (APGD if threat == "standard" else [])
+        names += (["pgd7@hosnn-code"] + (["apgd-ce@hosnn-code"] if threat == "standard" else [])) if hosnn else []
+        attacks = [attack(n, model, threat) for n in names]
+        attacks += [transfer(model, source, n, threat) for n in ("pgd7", "fgsm")]
+        return lambda: evaluated(data["x"][: args.n], data["y"][: args.n], attacks, cascade=False)
+
+    def strong():
+        members = args.members.split(",") if args.members else None
+        adaptive = SNNAdaptive(model, EPS, preset=args.preset, members=members, tune_on=data["tune_on"])
+        x, y = data["x"][: args.n_strong], data["y"][: args.n_strong]
+        return evaluated(x, y, [adaptive, "autoattack"], cascade=True)
+
+    def sweep(threat):
+        eps_list = [e / 255 for e in SWEEP_ETA]
+        factories = [lambda m, e: attack("fgsm", m, threat, e), lambda m, e: attack("pgd7", m, threat, e),
+                     lambda m, e: transfer(m, source, "pgd7", threat, e)]
+        x, y = data["x"][: args.n_sweep], data["y"][: args.n_sweep]
+        return lambda: eps_sweep(model, x, y, attacks=factories, eps_list=eps_list, batch_size=args.batch_eval,
+                                 progress=False, command=data["command"]).to_dict()
+
+    def psc():
+        x, y = data["x"][: args.n_psc], data["y"][: args.n_psc]
+        x_adv = Transfer(model, EPS, source=source, attack="pgd7")(x, y)
+        errors = layer_errors(model, x, x_adv, trace="psc", batch_size=args.batch_eval)
+        torch.save({k: v.half() for k, v in errors.items()}, Path(args.work) / f"psc_{data['run']}.pt")
+        quantiles = torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95])
+        return {"n": x.shape[0], "attack": "transfer-pgd7 (standard threat model)", "quantiles": quantiles.tolist(),
+                "layers": {k: {"q": torch.quantile(v.float()[:2_000_000], quantiles).tolist(),
+                               "mean_clipped": v.clamp(max=10).mean().item(), "values": v.numel()}
+                           for k, v in errors.items()}}
+
+    def audited():
+        x, y = data["x"][: args.n_audit], data["y"][: args.n_audit]
+        report = audit(model, x, y, EPS, source=source, progress=False, batch_size=args.batch_eval,
+                       command=data["command"])
+        report.save_markdown(Path(args.out) / data["run"] / "audit.md")
+        return report.to_dict()
+
+    jobs = {"full-standard": full("standard"), "suite-standard": suite("standard"), "strong-standard": strong,
+            "suite-paper-code": suite("paper-code"), "full-paper-code": full("paper-code")}
+    jobs.update({f"sweep-{t}": sweep(t) for t in args.sweep_threats.split(",")[:1]})
+    jobs.update({"psc": psc, "audit": audited})
+    jobs.update({f"sweep-{t}": sweep(t) for t in args.sweep_threats.split(",")[1:]})
+    return jobs
+
+
+def run_eval(args, command: str) -> None:
+    """Phase eval: every missing piece of every model of ``--runs``."""
+    test = load_dataset("fashion_mnist", "test", data_dir=args.data_dir)
+    train = load_dataset("fashion_mnist", "train", data_dir=args.data_dir)
+    tail = slice(len(train) - args.tune_examples, len(train))
+    data = {"x": test.images[: args.n_full].float().div(255).to(args.device),
+            "y": test.labels[: args.n_full].to(args.device), "command": command,
+            "tune_on": (train.gather(tail).float().div(255).to(args.device), train.labels[tail].to(args.device))}
+    source = train_or_load("lif_clean", args, seed=1, label="lif_source")
+    jobs = {run: pieces(train_or_load(run, args), source, {**data, "run": run}, args) for run in args.runs.split(",")}
+    for piece in next(iter(jobs.values())):  # piece by piece, so the models stay comparable if time runs out
+        for run, model_jobs in jobs.items():
+            path = Path(args.out) / run / f"{piece}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() or not claim(path.with_suffix(".running")):
+                continue
+            torch.manual_seed(0)
+            started = time.perf_counter()
+            path.write_text(json.dumps(model_jobs[piece](), indent=1) + "\n")
+            path.with_suffix(".running").unlink()
+            print(f"{run} {piece}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def claim(lock: Path) -> bool:
+    """Create ``lock`` unless it exists (atomically), so processes sharing --out never run the same piece; a process
+    that dies leaves its lock behind: delete ``*.running`` before resuming."""
+    try:
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return False
+    return True
+
+
+def load_pieces(out: Path) -> dict:
+    """``{run: {piece: record}}`` of every JSON under ``out``."""
+    found = {}
+    for run in RUNS:
+        folder = out / run
+        if folder.is_dir():
+            found[run] = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    return found
+
+
+def accuracies(records: dict, threat: str) -> dict:
+    """``{column: (robust accuracy, n)}`` of one model under one threat model, and its worst case."""
+    acc = {}
+    full, suite = records.get(f"full-{threat}"), records.get(f"suite-{threat}")
+    if full:
+        acc["clean"] = (full["clean_acc"], full["n_examples"])
+        acc["fgsm"] = (full["robust_acc"]["fgsm"], full["n_examples"])
+    if suite:
+        acc.update({k: (v, suite["n_examples"]) for k, v in suite["robust_acc"].items()})
+    strong = records.get(f"strong-{threat}")
+    if strong:
+        acc.update({f"{k} (cascade)": (v, strong["n_examples"]) for k, v in strong["robust_acc"].items()})
+    if suite:
+        acc["worst (suite)"] = (worst([suite["per_sample"]]), suite["n_examples"])
+    flags = [r["per_sample"] for r in (suite, strong) if r]
+    if strong:
+        acc["worst case"] = (worst(flags), min(len(f["clean"]) for f in flags))
+    return acc
+
+
+def worst(flags: list[dict]) -> float:
+    """Per-sample worst case over per-sample flag dicts, on the images they share (the first ones)."""
+    n = min(len(f["clean"]) for f in flags)
+    return sum(all(f[k][i] for f in flags for k in f) for i in range(n)) / n
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a proportion ``p`` of ``n`` trials."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def write_report(found: dict, out: Path, work: Path, command: str) -> None:
+    """reproduction.md with the tables, the like-for-like comparison and the plots."""
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
+    lines = ["# HoSNN on FashionMNIST: ours beside the paper's (eps 8/255)", "",
+             f"Report: `{command}`; the evaluation commands are in each JSON (`command`).", "",
+             "Each cell: robust accuracy (%) over n test images (the first n of the test set). 'paper-code' is the "
+             "released attack code's threat model (no clamp, PGD alpha eps/3 without random start, BIM alpha eps/7): "
+             "non-standard. `(cascade)` columns are AutoAttack and snn-adaptive members run as one cascade, so each "
+             "is the accuracy left after it and every member before it.", ""]
+    for threat in THREATS:
+        rows = {run: accuracies(recs, threat) for run, recs in found.items()}
+        cols = [c for c in ["clean", "fgsm", *PAPER_ATTACKS, "pgd7@hosnn-code", *APGD, "apgd-ce@hosnn-code",
+                            "transfer-fgsm", "transfer-pgd7"] if any(c in r for r in rows.values())]
+        cascade = sorted({c for r in rows.values() for c in r if c.endswith("(cascade)")},
+                         key=lambda c: min(list(r).index(c) for r in rows.values() if c in r))
+        cols += ["worst (suite)"] + cascade + ["worst case"]
+        lines += [f"## Threat model: {threat}", "", "| model | " + " | ".join(cols) + " |",
+                  "|---|" + "---:|" * len(cols)]
+        for run, acc in rows.items():
+            lines.append(f"| {run} | " + " | ".join(
+                f"{pct(acc[c][0])} (n={acc[c][1]})" if c in acc else "-" for c in cols) + " |")
+        lines.append("")
+    lines += like_for_like(found)
+    lines += ["## Paper (METHODS 6), same columns", "", "| model | " + " | ".join(COLUMNS) + " |",
+              "|---|" + "---:|" * len(COLUMNS)]
+    for run, nums in PAPER.items():
+        lines.append(f"| {run} (paper) | " + " | ".join(f"{nums[c]:.2f}" if c in nums else "-" for c in COLUMNS)
+                     + " |")
+    lines += ["", "Paper black box (Table 3), FGSM-trained SNN: transfer FGSM 66.26, transfer PGD7 74.08.", ""]
+    lines += audit_lines(found)
+    (out / "reproduction.md").write_text("\n".join(lines) + "\n")
+    plot_sweeps(found, out)
+    plot_psc(out, work)
+
+
+def like_for_like(found: dict) -> list[str]:
+    """The paper's pairs beside ours: LIF vs HoSNN trained alike, with 95% Wilson intervals."""
+    lines = ["## Like with like: does TA-LIF add robustness over an equally trained LIF?", "",
+             "| training | attack | threat model | LIF (ours) | HoSNN (ours) | HoSNN - LIF | paper LIF | paper HoSNN |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for training in ("clean", "fgsm"):
+        lif, hos = found.get(f"lif_{training}"), found.get(f"hosnn_{training}")
+        if not lif or not hos:
+            continue
+        for threat in THREATS:
+            a, b = accuracies(lif, threat), accuracies(hos, threat)
+            for col in ("clean", "fgsm", "pgd7", "apgd-ce", "transfer-pgd7", "worst (suite)", "worst case"):
+                if col not in a or col not in b:
+                    continue
+                (pa, na), (pb, nb) = a[col], b[col]
+                lo_a, hi_a = wilson(pa, na)
+                lo_b, hi_b = wilson(pb, nb)
+                paper_a = PAPER.get(f"lif_{training}", {}).get(col)
+                paper_b = PAPER.get(f"hosnn_{training}", {}).get(col)
+                lines.append(f"| {training} | {col} | {threat} | {100 * pa:.1f} [{100 * lo_a:.1f}, {100 * hi_a:.1f}] "
+                             f"| {100 * pb:.1f} [{100 * lo_b:.1f}, {100 * hi_b:.1f}] | {100 * (pb - pa):+.1f} | "
+                             f"{'-' if paper_a is None else paper_a} | {'-' if paper_b is None else paper_b} |")
+    return lines + ["", "Brackets: 95% Wilson intervals; n as in the tables above.", ""]
+
+
+def audit_lines(found: dict) -> list[str]:
+    """One line per model: the audit's raised flags."""
+    lines = ["## Audit (gradient-obfuscation checklist)", "", "| model | n | flags raised | report |",
+             "|---|---:|---|---|"]
+    for run, recs in found.items():
+        if "audit" in recs:
+            flags = ", ".join(recs["audit"]["flags"]) or "none"
+            n = recs["audit"]["n_examples"]
+            lines.append(f"| {run} | {n} | {flags} | [{run}/audit.md]({run}/audit.md) |")
+    return lines + [""]
+
+
+def plot_sweeps(found: dict, out: Path) -> None:
+    """sweeps.png: accuracy against eps for WB FGSM, WB PGD7 and BB PGD7, ours (solid) beside the paper (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    threats = [t for t in THREATS if any(f"sweep-{t}" in r for r in found.values())]
+    if not threats:
+        return
+    panels = [("fgsm", "white-box FGSM"), ("pgd7", "white-box PGD7"), ("transfer-pgd7", "black-box PGD7")]
+    fig, axes = plt.subplots(len(threats), 3, figsize=(13, 3.8 * len(threats)), squeeze=False,
+                             constrained_layout=True)
+    for row, threat in enumerate(threats):
+        for col, (key, title) in enumerate(panels):
+            ax = axes[row][col]
+            for i, (run, recs) in enumerate(found.items()):
+                sweep = recs.get(f"sweep-{threat}")
+                if sweep:
+                    eta = [round(e * 255) for e in sweep["eps"]]
+                    ax.plot(eta, [100 * v for v in sweep["robust_acc"][key]], marker="o", color=f"C{i}",
+                            label=f"{run} (ours, n={sweep['n_examples']})")
+                paper = PAPER_SWEEPS.get((run, key))
+                if paper:
+                    ax.plot(SWEEP_ETA, paper, linestyle="--", marker="x", color=f"C{i}", label=f"{run} (paper)")
+            ax.set(title=f"{title} - {threat}", xlabel="eps (1/255)", ylabel="accuracy (%)", ylim=(-2, 100),
+                   xlim=(-0.2, 70))
+            ax.set_xscale("symlog", linthresh=2)
+            ax.set_xticks(SWEEP_ETA)
+            ax.set_xticklabels([str(e) for e in SWEEP_ETA])
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.savefig(out / "sweeps.png", dpi=110)
+    plt.close(fig)
+
+
+def plot_psc(out: Path, work: Path) -> None:
+    """psc_errors.png: layer-wise relative PSC error distributions (clean vs black-box PGD7), LIF beside HoSNN."""
+    from spikeshield.report.plots import plot_layer_errors
+
+    errors = {run: torch.load(work / f"psc_{run}.pt") for run in RUNS if (work / f"psc_{run}.pt").exists()}
+    if errors:
+        plot_layer_errors({run: {k: v.float() for k, v in e.items()} for run, e in errors.items()},
+                          out / "psc_errors.png", title="relative PSC error, clean vs black-box PGD7 (8/255)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--phase", choices=("train", "eval", "report", "all"), default="all")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=64, help="training batch size")
+    parser.add_argument("--batch-eval", type=int, default=250, help="images per attack call")
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--n-full", type=int, default=10000, help="clean and FGSM on the first N test images")
-    parser.add_argument("--n", type=int, default=1000, help="every other attack on the first N test images")
+    parser.add_argument("--n", type=int, default=1000, help="the per-attack suite on the first N")
+    parser.add_argument("--n-strong", type=int, default=1000, help="AutoAttack + snn-adaptive on the first N")
+    parser.add_argument("--n-sweep", type=int, default=1000)
+    parser.add_argument("--n-psc", type=int, default=500)
+    parser.add_argument("--n-audit", type=int, default=200)
+    parser.add_argument("--sweep-threats", default="standard,paper-code")
+    parser.add_argument("--tune-examples", type=int, default=256, help="last training images to tune snn-adaptive")
     parser.add_argument("--preset", default="standard", help="snn-adaptive preset")
+    parser.add_argument("--members", default=None, help="snn-adaptive members instead of the preset, comma list")
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--work", default="runs/hosnn")
     parser.add_argument("--out", default="benchmarks/results/hosnn")
@@ -104,51 +398,15 @@ def main() -> None:
     command = "python benchmarks/hosnn_reproduce.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    test = load_dataset("fashion_mnist", "test", data_dir=args.data_dir)
-    train = load_dataset("fashion_mnist", "train", data_dir=args.data_dir)
-    x_full = test.images[: args.n_full].float().div(255).to(args.device)
-    y_full = test.labels[: args.n_full].to(args.device)
-    tail = slice(len(train) - 256, len(train))
-    tune_on = (train.gather(tail).float().div(255).to(args.device), train.labels[tail].to(args.device))
-    train_or_load("lif_clean", args)  # every HoSNN needs its NDS
-    source = train_or_load("lif_clean", args, seed=1, label="lif_source")
-    rows = []
-    for run in args.runs.split(","):
-        model = train_or_load(run, args)
-        for threat, options in THREATS.items():
-            common = dict(eps=EPS, batch_size=500, seed=0, progress=False, command=command, **options)
-            fgsm = [make_attack("fgsm", model, EPS, **options)]
-            full = evaluate(model, x_full, y_full, attacks=fgsm, **common)
-            suite = evaluate(model, x_full[: args.n], y_full[: args.n],
-                             attacks=attacks_for(model, source, threat, tune_on, args), cascade=False, **common)
-            record = {"run": run, "threat_model": threat, "n_full": full.n_examples, "n": suite.n_examples,
-                      "clean_acc": full.clean_acc, "fgsm": full.robust_acc["fgsm"], "robust_acc": suite.robust_acc,
-                      "worst_case_acc": suite.worst_case_acc, "full": full.to_dict(), "suite": suite.to_dict(),
-                      "command": command}
-            (out / f"{run}_{threat}.json").write_text(json.dumps(record, indent=2) + "\n")
-            rows.append(record)
-            print(f"{run} [{threat}]: clean {full.clean_acc:.4f} fgsm {full.robust_acc['fgsm']:.4f} "
-                  f"worst {suite.worst_case_acc:.4f}", flush=True)
-    write_table(rows, out, command)
-
-
-def write_table(rows: list[dict], out: Path, command: str) -> None:
-    """reproduction.md: ours beside the paper's, per model and threat model."""
-    pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
-    cols = ["clean", "fgsm", *SUITE]
-    lines = ["# HoSNN on FashionMNIST: ours beside the paper's (eps 8/255)", "", f"Command: `{command}`", "",
-             f"Clean and FGSM on the first {rows[0]['n_full']} test images; the other attacks on the first "
-             f"{rows[0]['n']}. 'paper-code' = the released attack code's threat model (no clamp, PGD alpha eps/3 "
-             "without random start, BIM alpha eps/7): non-standard.", "",
-             "| model | threat model | " + " | ".join(cols) + " | transfer PGD7 | worst case | paper (same columns) |",
-             "|---|---|" + "---:|" * (len(cols) + 2) + "---|"]
-    for r in rows:
-        acc = {"clean": r["clean_acc"], "fgsm": r["fgsm"], **r["robust_acc"]}
-        paper = PAPER.get(r["run"], {})
-        lines.append(f"| {r['run']} | {r['threat_model']} | " + " | ".join(pct(acc.get(c)) for c in cols)
-                     + f" | {pct(acc.get('transfer-pgd7'))} | **{pct(r['worst_case_acc'])}** | "
-                     + " / ".join(f"{paper[c]:.2f}" if c in paper else "-" for c in cols) + " |")
-    (out / "reproduction.md").write_text("\n".join(lines) + "\n")
+    if args.phase in ("train", "all"):
+        train_or_load("lif_clean", args)  # every HoSNN needs its NDS
+        train_or_load("lif_clean", args, seed=1, label="lif_source")
+        for run in args.runs.split(","):
+            train_or_load(run, args)
+    if args.phase in ("eval", "all"):
+        run_eval(args, command)
+    if args.phase in ("report", "all"):
+        write_report(load_pieces(out), out, Path(args.work), command)
 
 
 if __name__ == "__main__":
