@@ -120,7 +120,7 @@ def train_or_load(run: str, args, seed: int | None = None, label: str | None = N
 
 
 def pieces(model, source, data: dict, args) -> dict:
-    """``{piece name: function () -> JSON-ready dict}`` for one model, in the order they run."""
+    """``{piece name: function () -> JSON-ready dict}`` for one model, in the order they run (most telling first)."""
     common = dict(eps=EPS, batch_size=args.batch_eval, seed=0, progress=False, command=data["command"])
     hosnn = is_hosnn(model)
 
@@ -170,12 +170,10 @@ def pieces(model, source, data: dict, args) -> dict:
         report.save_markdown(Path(args.out) / data["run"] / "audit.md")
         return report.to_dict()
 
-    jobs = {"full-standard": full("standard"), "suite-standard": suite("standard"), "strong-standard": strong,
-            "suite-paper-code": suite("paper-code"), "full-paper-code": full("paper-code")}
-    jobs.update({f"sweep-{t}": sweep(t) for t in args.sweep_threats.split(",")[:1]})
-    jobs.update({"psc": psc, "audit": audited})
-    jobs.update({f"sweep-{t}": sweep(t) for t in args.sweep_threats.split(",")[1:]})
-    return jobs
+    threats = args.sweep_threats.split(",")
+    return {"full-standard": full("standard"), "suite-standard": suite("standard"), "strong-standard": strong,
+            "suite-paper-code": suite("paper-code"), **{f"sweep-{t}": sweep(t) for t in threats[:1]}, "psc": psc,
+            "full-paper-code": full("paper-code"), "audit": audited, **{f"sweep-{t}": sweep(t) for t in threats[1:]}}
 
 
 def run_eval(args, command: str) -> None:
@@ -221,37 +219,45 @@ def load_pieces(out: Path) -> dict:
     return found
 
 
-def accuracies(records: dict, threat: str) -> dict:
-    """``{column: (robust accuracy, n)}`` of one model under one threat model, and its worst case."""
-    acc = {}
-    full, suite = records.get(f"full-{threat}"), records.get(f"suite-{threat}")
+def robust_flags(records: dict, threat: str) -> dict:
+    """``{column: per-sample robust flags}`` of one model under one threat model (robust: correct clean and after the
+    attack), with the worst case over the suite and over suite + strong cascade (on the images they share)."""
+    flags = {}
+    full, suite, strong = (records.get(f"{piece}-{threat}") for piece in ("full", "suite", "strong"))
     if full:
-        acc["clean"] = (full["clean_acc"], full["n_examples"])
-        acc["fgsm"] = (full["robust_acc"]["fgsm"], full["n_examples"])
+        flags["clean"] = full["per_sample"]["clean"]
+        flags["fgsm"] = worst([full["per_sample"]], only="fgsm")
     if suite:
-        acc.update({k: (v, suite["n_examples"]) for k, v in suite["robust_acc"].items()})
-    strong = records.get(f"strong-{threat}")
+        flags.update({k: worst([suite["per_sample"]], only=k) for k in suite["robust_acc"]})
+        flags["worst (suite)"] = worst([suite["per_sample"]])
     if strong:
-        acc.update({f"{k} (cascade)": (v, strong["n_examples"]) for k, v in strong["robust_acc"].items()})
-    if suite:
-        acc["worst (suite)"] = (worst([suite["per_sample"]]), suite["n_examples"])
-    flags = [r["per_sample"] for r in (suite, strong) if r]
-    if strong:
-        acc["worst case"] = (worst(flags), min(len(f["clean"]) for f in flags))
-    return acc
+        flags.update({f"{k} (cascade)": worst([strong["per_sample"]], only=k) for k in strong["robust_acc"]})
+        flags["worst case"] = worst([r["per_sample"] for r in (suite, strong) if r])
+    return flags
 
 
-def worst(flags: list[dict]) -> float:
-    """Per-sample worst case over per-sample flag dicts, on the images they share (the first ones)."""
-    n = min(len(f["clean"]) for f in flags)
-    return sum(all(f[k][i] for f in flags for k in f) for i in range(n)) / n
+def worst(per_sample: list[dict], only: str | None = None) -> list[bool]:
+    """Per-sample robustness over per-sample flag dicts of :func:`evaluate` (all attacks, or attack ``only``), on the
+    images they share (the first ones)."""
+    n = min(len(f["clean"]) for f in per_sample)
+    keys = [(f, k) for f in per_sample for k in f if only is None or k in ("clean", only)]
+    return [all(f[k][i] for f, k in keys) for i in range(n)]
 
 
-def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson interval of a proportion ``p`` of ``n`` trials."""
+def mcnemar(a: list[bool], b: list[bool]) -> float:
+    """Exact two-sided McNemar p-value of paired flags ``a`` and ``b`` (same images)."""
+    from scipy.stats import binomtest
+
+    only_a = sum(x and not y for x, y in zip(a, b, strict=True))
+    only_b = sum(y and not x for x, y in zip(a, b, strict=True))
+    return 1.0 if only_a + only_b == 0 else binomtest(only_a, only_a + only_b, 0.5).pvalue
+
+
+def with_interval(p: float, n: int, z: float = 1.96) -> str:
+    """``p`` of ``n`` trials in percent with its 95% Wilson interval, e.g. ``"68.0 [58.3, 76.3]"``."""
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+    return f"{100 * p:.1f} [{100 * (centre - half):.1f}, {100 * (centre + half):.1f}]"
 
 
 def write_report(found: dict, out: Path, work: Path, command: str) -> None:
@@ -264,7 +270,10 @@ def write_report(found: dict, out: Path, work: Path, command: str) -> None:
              "non-standard. `(cascade)` columns are AutoAttack and snn-adaptive members run as one cascade, so each "
              "is the accuracy left after it and every member before it.", ""]
     for threat in THREATS:
-        rows = {run: accuracies(recs, threat) for run, recs in found.items()}
+        rows = {run: robust_flags(recs, threat) for run, recs in found.items()}
+        if not any(rows.values()):
+            lines += [f"## Threat model: {threat}", "", "Not measured yet.", ""]
+            continue
         cols = [c for c in ["clean", "fgsm", *PAPER_ATTACKS, "pgd7@hosnn-code", *APGD, "apgd-ce@hosnn-code",
                             "transfer-fgsm", "transfer-pgd7"] if any(c in r for r in rows.values())]
         cascade = sorted({c for r in rows.values() for c in r if c.endswith("(cascade)")},
@@ -274,7 +283,7 @@ def write_report(found: dict, out: Path, work: Path, command: str) -> None:
                   "|---|" + "---:|" * len(cols)]
         for run, acc in rows.items():
             lines.append(f"| {run} | " + " | ".join(
-                f"{pct(acc[c][0])} (n={acc[c][1]})" if c in acc else "-" for c in cols) + " |")
+                f"{pct(sum(acc[c]) / len(acc[c]))} (n={len(acc[c])})" if c in acc else "-" for c in cols) + " |")
         lines.append("")
     lines += like_for_like(found)
     lines += ["## Paper (METHODS 6), same columns", "", "| model | " + " | ".join(COLUMNS) + " |",
@@ -290,28 +299,27 @@ def write_report(found: dict, out: Path, work: Path, command: str) -> None:
 
 
 def like_for_like(found: dict) -> list[str]:
-    """The paper's pairs beside ours: LIF vs HoSNN trained alike, with 95% Wilson intervals."""
+    """The paper's pairs beside ours: LIF vs HoSNN trained alike, with 95% Wilson intervals and a paired test."""
     lines = ["## Like with like: does TA-LIF add robustness over an equally trained LIF?", "",
-             "| training | attack | threat model | LIF (ours) | HoSNN (ours) | HoSNN - LIF | paper LIF | paper HoSNN |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+             "| training | attack | threat model | n | LIF (ours) | HoSNN (ours) | HoSNN - LIF | McNemar p | paper LIF "
+             "| paper HoSNN |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for training in ("clean", "fgsm"):
         lif, hos = found.get(f"lif_{training}"), found.get(f"hosnn_{training}")
         if not lif or not hos:
             continue
         for threat in THREATS:
-            a, b = accuracies(lif, threat), accuracies(hos, threat)
+            a, b = robust_flags(lif, threat), robust_flags(hos, threat)
             for col in ("clean", "fgsm", "pgd7", "apgd-ce", "transfer-pgd7", "worst (suite)", "worst case"):
                 if col not in a or col not in b:
                     continue
-                (pa, na), (pb, nb) = a[col], b[col]
-                lo_a, hi_a = wilson(pa, na)
-                lo_b, hi_b = wilson(pb, nb)
-                paper_a = PAPER.get(f"lif_{training}", {}).get(col)
-                paper_b = PAPER.get(f"hosnn_{training}", {}).get(col)
-                lines.append(f"| {training} | {col} | {threat} | {100 * pa:.1f} [{100 * lo_a:.1f}, {100 * hi_a:.1f}] "
-                             f"| {100 * pb:.1f} [{100 * lo_b:.1f}, {100 * hi_b:.1f}] | {100 * (pb - pa):+.1f} | "
-                             f"{'-' if paper_a is None else paper_a} | {'-' if paper_b is None else paper_b} |")
-    return lines + ["", "Brackets: 95% Wilson intervals; n as in the tables above.", ""]
+                n = len(a[col])
+                pa, pb = sum(a[col]) / n, sum(b[col]) / n
+                paper = ["-" if v is None else f"{v:.2f}"
+                         for v in (PAPER.get(f"{m}_{training}", {}).get(col) for m in ("lif", "hosnn"))]
+                lines.append(f"| {training} | {col} | {threat} | {n} | {with_interval(pa, n)} | {with_interval(pb, n)} "
+                             f"| {100 * (pb - pa):+.1f} | {mcnemar(a[col], b[col]):.3f} | {paper[0]} | {paper[1]} |")
+    return lines + ["", "Brackets: 95% Wilson intervals. McNemar: exact paired test on the same images (both models "
+                    "attacked on the first n test images); p < 0.05 = a difference the sample can resolve.", ""]
 
 
 def audit_lines(found: dict) -> list[str]:
