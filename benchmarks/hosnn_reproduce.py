@@ -84,6 +84,13 @@ def paper_settings_at(name: str, eps: float) -> dict:
     return {"clamp": False}
 
 
+def sweep_pgd(threat: str, eps: float) -> dict:
+    """The sweep's PGD7 settings at ``eps``: the paper code's step eps/3 under both threat models, so PGD7 reaches every
+    budget (the registry's fixed 0.01 covers only 7 x 0.01 = 18/255); the standard one clamps and starts at random."""
+    standard = {} if threat == "paper-code" else {"clamp": True, "random_start": True}
+    return {**paper_settings_at("pgd7", eps), **standard}
+
+
 def attack(name: str, model, threat: str, eps: float = EPS):
     """Registry attack ``name`` (``attack@grad`` allowed) under ``threat``."""
     return make_attack(name, model, eps, **(paper_settings_at(name, eps) if threat == "paper-code" else {}))
@@ -146,8 +153,9 @@ def pieces(model, source, data: dict, args) -> dict:
 
     def sweep(threat):
         eps_list = [e / 255 for e in SWEEP_ETA]
-        factories = [lambda m, e: attack("fgsm", m, threat, e), lambda m, e: attack("pgd7", m, threat, e),
-                     lambda m, e: transfer(m, source, "pgd7", threat, e)]
+        factories = [lambda m, e: attack("fgsm", m, threat, e),
+                     lambda m, e: make_attack("pgd7", m, e, **sweep_pgd(threat, e)),
+                     lambda m, e: Transfer(m, e, source=source, attack="pgd7", **sweep_pgd(threat, e))]
         x, y = data["x"][: args.n_sweep], data["y"][: args.n_sweep]
         return lambda: eps_sweep(model, x, y, attacks=factories, eps_list=eps_list, batch_size=args.batch_eval,
                                  progress=False, command=data["command"]).to_dict()
