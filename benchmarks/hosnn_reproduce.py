@@ -373,7 +373,8 @@ def plot_sweeps(found: dict, out: Path) -> None:
             ax.set_xticks(SWEEP_ETA)
             ax.set_xticklabels([str(e) for e in SWEEP_ETA])
             ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    labelled = {label: handle for ax in fig.axes for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+    axes[0][0].legend(labelled.values(), labelled.keys(), fontsize=7)
     fig.savefig(out / "sweeps.png", dpi=110)
     plt.close(fig)
 
