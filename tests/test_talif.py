@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import spikeshield as ss
 from spikeshield.config import TrainConfig
 from spikeshield.models import create_model
-from spikeshield.neurons import LIF, PSC, TALIF, LIFParameters, TALIFParameters, gradient_mode
+from spikeshield.neurons import LIF, PSC, TALIF, LIFParameters, SpikingNeuron, TALIFParameters, gradient_mode
 from spikeshield.training.trainer import make_optimizer
 
 
@@ -63,6 +63,37 @@ def test_threshold_dynamics_and_gradients_match_a_hand_loop():
     for a, b in zip(g_ours, g_ref, strict=True):
         torch.testing.assert_close(a, b)
     assert g_ours[1].abs().sum() > 0  # the threshold is in the graph: attacks and training see it
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(("form", "detach_reset", "tau_s", "surrogate"), [
+    ("decay", False, 3.0, "sigmoid"), ("decay", True, None, "triangle"), ("tau", False, None, "arctan"),
+    ("tau", True, 2.0, "sigmoid")])
+def test_fused_kernel_matches_the_step_loop(dtype, form, detach_reset, tau_s, surrogate):
+    torch.manual_seed(2)
+    shape, T = (3, 5, 7), 4  # 105 neurons x 6 images: blocks and chunks cut across neurons
+    p = TALIFParameters(tau_m=4.0, tau_v=3.0, form=form, surrogate=surrogate, detach_reset=detach_reset)
+    talif = TALIF(shape, steps=T + 1, p=p, synapse=PSC(tau_s) if tau_s else None).to(dtype)
+    with torch.no_grad():
+        talif.theta_v.uniform_(0.0, 0.6)
+    talif.set_nds(torch.rand(T + 1, *shape, dtype=dtype))
+    current = ((torch.randn(T, 6, *shape) + 0.9) * (4 if form == "tau" else 1)).to(dtype).requires_grad_(True)
+    out, membrane = talif.run(current, talif.surrogate)
+    ref, ref_membrane = SpikingNeuron.run(talif, current, talif.surrogate)  # the step loop under autograd
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
+    torch.testing.assert_close(out, ref, **tol)
+    torch.testing.assert_close(membrane, ref_membrane, **tol)
+    upstream = torch.randn_like(out)
+    ours = torch.autograd.grad((out * upstream).sum(), [current, talif.theta_v])
+    theirs = torch.autograd.grad((ref * upstream).sum(), [current, talif.theta_v])
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, **(dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else {}))
+    assert ours[1].abs().sum() > 0
+
+
+def test_fused_kernel_refuses_more_steps_than_its_nds():
+    with pytest.raises(ValueError, match="time steps"):
+        TALIF((4,), steps=2)(torch.rand(3, 1, 4))
 
 
 def test_create_model_talif_checkpoint_round_trip_keeps_the_nds(tmp_path):

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from spikeshield.neurons import lif_kernels, talif_kernels
 from spikeshield.neurons.base import SpikingNeuron
 from spikeshield.neurons.gradients import RateParameters, spike
 from spikeshield.neurons.lif import LIFParameters
+from spikeshield.neurons.recording import emit, recording
 from spikeshield.neurons.surrogate import Sigmoid, Surrogate, make_surrogate
 from spikeshield.neurons.synapse import PSC
 
@@ -46,6 +48,31 @@ class TALIFParameters:
     def lif(self) -> LIFParameters:
         """The underlying LIF parameters (checked there)."""
         return LIFParameters(self.tau_m, self.theta, self.form, self.surrogate, self.detach_reset)
+
+
+class _FusedTALIF(torch.autograd.Function):
+    """All T steps of TA-LIF (and its optional PSC filter) in one autograd node with a hand-written BPTT backward,
+    through the membrane and the threshold, to the input currents and ``theta_v`` (CPU float tensors; the compiled
+    kernels of :mod:`spikeshield.neurons.talif_kernels`). Same forward and gradients as the step loop."""
+
+    @staticmethod
+    def forward(ctx, current, theta_v, nds, p: LIFParameters, surrogate: Surrogate, tau_s: float | None):  # noqa: D102
+        ctx.p, ctx.surrogate, ctx.tau_s = p, surrogate, tau_s
+        ctx.set_materialize_grads(False)
+        out, membrane, theta = talif_kernels.forward(current, p.decay, p.input_scale, p.theta, theta_v, nds, tau_s)
+        ctx.save_for_backward(membrane, theta, theta_v, nds)
+        ctx.mark_non_differentiable(membrane, theta)
+        return out, membrane, theta
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_membrane, _grad_theta):  # noqa: D102
+        if grad_out is None:
+            return None, None, None, None, None, None
+        p = ctx.p
+        membrane, theta, theta_v, nds = ctx.saved_tensors
+        grad, grad_v = talif_kernels.backward(grad_out, membrane, theta, theta_v, nds, p.decay, p.input_scale,
+                                              p.detach_reset, ctx.tau_s, ctx.surrogate)
+        return grad, (grad_v if ctx.needs_input_grad[1] else None), None, None, None, None
 
 
 class TALIF(SpikingNeuron):
@@ -91,6 +118,22 @@ class TALIF(SpikingNeuron):
         theta = theta + self.theta_v * (u - self.nds[t])
         s = spike(u - theta, surrogate)
         return s, u, (u, s, theta, t + 1)
+
+    def run(self, current: torch.Tensor, surrogate: Surrogate) -> tuple[torch.Tensor, torch.Tensor]:
+        """All steps, and the synapse, in one fused autograd node on CPU float tensors (the fast default path); the
+        step loop elsewhere (same forward and gradients)."""
+        if not lif_kernels.supported(current):
+            return super().run(current, surrogate)
+        if current.shape[0] > self.nds.shape[0]:
+            raise ValueError(f"TA-LIF was built for {self.nds.shape[0]} time steps (its NDS); the input has more")
+        tau_s = self.synapse.tau_s if self.synapse is not None else None
+        nds = self.nds[: current.shape[0]]
+        out, membrane, theta = _FusedTALIF.apply(current, self.theta_v, nds, self.lif, surrogate, tau_s)
+        if recording():
+            emit(self, "spikes", (membrane > theta).to(current.dtype))
+            if self.synapse is not None:
+                emit(self.synapse, "psc", out)
+        return out, membrane
 
     def rate_parameters(self) -> RateParameters:
         """RGA's view of the neuron: LIF leak and input scale with the base threshold ``theta0``."""
