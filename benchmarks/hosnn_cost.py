@@ -1,8 +1,8 @@
 """Cost of HoSNN's TA-LIF against LIF (issue 9, item 7; the paper claims under 10% extra).
 
-The METHODS 1 LeNet (T 5, tau_s 3) with LIF neurons (the fused kernel, and the plain autograd step loop) and with
-TA-LIF neurons: training-step time, inference time (no-grad forward) and training memory, rounds interleaved in one
-process (benchmarks/throughput.py's helpers).
+The METHODS 1 LeNet (T 5, tau_s 3) with LIF and with TA-LIF neurons, each through its fused kernel (the default) and
+through the plain autograd step loop: training-step time, inference time (no-grad forward) and training memory, rounds
+interleaved in one process (benchmarks/throughput.py's helpers).
 
     .venv/bin/python benchmarks/hosnn_cost.py                  # CPU, writes benchmarks/results/hosnn/cost.json
     .venv/bin/python benchmarks/hosnn_cost.py --device cuda
@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -49,16 +50,11 @@ def main() -> None:
     models = {name: ss.models.create_model("lenet", neuron=name, T=5).to(device).train() for name in ("lif", "talif")}
     opts = {name: torch.optim.Adam(m.parameters(), 1e-4) for name, m in models.items()}
     x, y = torch.rand(args.batch, 1, 28, 28, device=device), torch.randint(0, 10, (args.batch,), device=device)
-    train = interleaved({
-        "lif": lambda: time_steps(models["lif"], opts["lif"], x, y, args.steps, device),
-        "lif_step_loop": lambda: time_steps(models["lif"], opts["lif"], x, y, args.steps, device, generic=True),
-        "talif": lambda: time_steps(models["talif"], opts["talif"], x, y, args.steps, device),
-    }, args.rounds)
-    infer = interleaved({
-        "lif": lambda: inference_time(models["lif"].eval(), x, args.steps, device),
-        "lif_step_loop": lambda: inference_time(models["lif"].eval(), x, args.steps, device, generic=True),
-        "talif": lambda: inference_time(models["talif"].eval(), x, args.steps, device),
-    }, args.rounds)
+    paths = {f"{name}{suffix}": (name, suffix == "_step_loop") for name in models for suffix in ("", "_step_loop")}
+    train = interleaved({path: partial(time_steps, models[n], opts[n], x, y, args.steps, device, generic=g)
+                         for path, (n, g) in paths.items()}, args.rounds)
+    infer = interleaved({path: partial(inference_time, models[n].eval(), x, args.steps, device, generic=g)
+                         for path, (n, g) in paths.items()}, args.rounds)
     for m in models.values():
         m.train()
     med = {k: statistics.median(v) for k, v in train.items()}
@@ -68,14 +64,12 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(), "batch": args.batch, "T": 5, "rounds": args.rounds,
         "train_step_s": med, "inference_s": med_inf,
         "talif_vs_lif_train": med["talif"] / med["lif"],
-        "talif_vs_lif_step_loop_train": med["talif"] / med["lif_step_loop"],
         "talif_vs_lif_inference": med_inf["talif"] / med_inf["lif"],
-        "talif_vs_lif_step_loop_inference": med_inf["talif"] / med_inf["lif_step_loop"],
-        "peak_memory_mb": {
-            "lif": peak_memory_mb(models["lif"], opts["lif"], x, y, device),
-            "lif_step_loop": peak_memory_mb(models["lif"], opts["lif"], x, y, device, generic=True),
-            "talif": peak_memory_mb(models["talif"], opts["talif"], x, y, device),
-        },
+        "talif_vs_lif_step_loop_train": med["talif_step_loop"] / med["lif_step_loop"],
+        "talif_vs_lif_step_loop_inference": med_inf["talif_step_loop"] / med_inf["lif_step_loop"],
+        "talif_fused_vs_step_loop_train": med["talif"] / med["talif_step_loop"],
+        "peak_memory_mb": {path: peak_memory_mb(models[name], opts[name], x, y, device, generic=generic)
+                           for path, (name, generic) in paths.items()},
         "memory_measure": "CUDA allocator peak" if device.type == "cuda" else "bytes saved by autograd for backward",
         "command": "python benchmarks/hosnn_cost.py " + " ".join(sys.argv[1:]),
     }

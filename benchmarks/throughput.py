@@ -24,18 +24,21 @@ import torch
 from torch.nn import functional as F
 
 import spikeshield as ss
-from spikeshield.neurons import LIF, SpikingNeuron
+from spikeshield.neurons import LIF, TALIF, SpikingNeuron
 
 
 @contextmanager
 def autograd_step_loop():
-    """Run every LIF through its step function under autograd instead of the fused kernel (the reference path)."""
-    fused = LIF.run
-    LIF.run = SpikingNeuron.run
+    """Run every LIF and TA-LIF through its step function under autograd instead of the fused kernel (the reference
+    path)."""
+    fused = {neuron: neuron.run for neuron in (LIF, TALIF)}
+    for neuron in fused:
+        neuron.run = SpikingNeuron.run
     try:
         yield
     finally:
-        LIF.run = fused
+        for neuron, run in fused.items():
+            neuron.run = run
 
 
 def train_step(model, opt, x, y):
