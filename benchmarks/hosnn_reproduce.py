@@ -49,7 +49,7 @@ from spikeshield.evaluation import audit, eps_sweep, evaluate, layer_errors
 from spikeshield.training import train_from_file
 
 EPS = 8 / 255
-RUNS = ("lif_clean", "lif_fgsm", "hosnn_clean", "hosnn_fgsm")
+RUNS = ("lif_clean", "lif_fgsm", "hosnn_clean", "hosnn_fgsm", "hosnn_fgsm_warm")
 THREATS = ("standard", "paper-code")
 PAPER_ATTACKS = ["rfgsm", "bim7", "pgd7", "pgd20", "pgd40"]
 APGD = ["apgd-ce", "apgd-dlr"]
@@ -296,7 +296,7 @@ def write_report(found: dict, out: Path, work: Path, command: str) -> None:
             lines.append(f"| {run} | " + " | ".join(
                 f"{100 * sum(acc[c]) / len(acc[c]):.2f} (n={len(acc[c])})" if c in acc else "-" for c in cols) + " |")
         lines.append("")
-    lines += like_for_like(found)
+    lines += like_for_like(found) + warm_start_ablation(found)
     lines += ["## Paper (METHODS 6), same columns", "", "| model | " + " | ".join(COLUMNS) + " |",
               "|---|" + "---:|" * len(COLUMNS)]
     for run, nums in PAPER.items():
@@ -316,22 +316,44 @@ def like_for_like(found: dict) -> list[str]:
              "| training | attack | threat model | n | LIF (ours) | HoSNN (ours) | HoSNN - LIF | McNemar p | paper LIF "
              "| paper HoSNN |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for training in ("clean", "fgsm"):
-        lif, hos = found.get(f"lif_{training}"), found.get(f"hosnn_{training}")
-        if not lif or not hos:
-            continue
-        for threat in THREATS:
-            a, b = robust_flags(lif, threat), robust_flags(hos, threat)
-            for col in ("clean", "fgsm", "pgd7", "apgd-ce", "transfer-pgd7", "worst (suite)", "worst case"):
-                if col not in a or col not in b:
-                    continue
-                n = len(a[col])
-                pa, pb = sum(a[col]) / n, sum(b[col]) / n
-                paper = ["-" if v is None else f"{v:.2f}"
-                         for v in (PAPER.get(f"{m}_{training}", {}).get(col) for m in ("lif", "hosnn"))]
-                lines.append(f"| {training} | {col} | {threat} | {n} | {with_interval(pa, n)} | {with_interval(pb, n)} "
-                             f"| {100 * (pb - pa):+.1f} | {mcnemar(a[col], b[col]):.3f} | {paper[0]} | {paper[1]} |")
-    return lines + ["", "Brackets: 95% Wilson intervals. McNemar: exact paired test on the same images (both models "
-                    "attacked on the first n test images); p < 0.05 = a difference the sample can resolve.", ""]
+        paper = [PAPER.get(f"{m}_{training}", {}) for m in ("lif", "hosnn")]
+        lines += paired_rows(found, f"lif_{training}", f"hosnn_{training}", training, paper)
+    return lines + ["", PAIRED_NOTE, ""]
+
+
+def warm_start_ablation(found: dict) -> list[str]:
+    """The warm-start ablation: the FGSM-trained HoSNN from lif_clean's weights beside the one trained from scratch."""
+    lines = ["## Ablation: warm start from the LIF weights (the paper trains from scratch)", "",
+             "| training | attack | threat model | n | from scratch | warm start | warm - scratch | McNemar p |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    rows = paired_rows(found, "hosnn_fgsm", "hosnn_fgsm_warm", "fgsm")
+    return lines + rows + ["", PAIRED_NOTE, ""] if rows else []
+
+
+PAIRED_NOTE = ("Brackets: 95% Wilson intervals. McNemar: exact paired test on the same images (both models attacked on "
+               "the first n test images); p < 0.05 = a difference the sample can resolve.")
+
+
+def paired_rows(found: dict, run_a: str, run_b: str, training: str, paper: list[dict] | None = None) -> list[str]:
+    """Table rows comparing ``run_a`` with ``run_b`` per attack and threat model on the images both saw, with the
+    paper's numbers for the pair appended when ``paper`` is given."""
+    a_records, b_records = found.get(run_a), found.get(run_b)
+    if not a_records or not b_records:
+        return []
+    lines = []
+    for threat in THREATS:
+        a, b = robust_flags(a_records, threat), robust_flags(b_records, threat)
+        for col in ("clean", "fgsm", "pgd7", "apgd-ce", "transfer-pgd7", "worst (suite)", "worst case"):
+            if col not in a or col not in b:
+                continue
+            n = len(a[col])
+            pa, pb = sum(a[col]) / n, sum(b[col]) / n
+            cells = [training, col, threat, str(n), with_interval(pa, n), with_interval(pb, n),
+                     f"{100 * (pb - pa):+.1f}", f"{mcnemar(a[col], b[col]):.3f}"]
+            if paper is not None:
+                cells += ["-" if col not in nums else f"{nums[col]:.2f}" for nums in paper]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def audit_lines(found: dict) -> list[str]:
