@@ -10,8 +10,10 @@ JSON exists is skipped, so an interrupted run goes on where it stopped; two proc
 - ``suite-<threat>``: each attack on its own on the first --n: RFGSM, BIM7, PGD7/20/40, transfer PGD7 and FGSM from
   the source LIF (and for a HoSNN PGD7 through the authors' gradient ``hosnn-code``); the standard threat model adds
   APGD-CE, APGD-DLR (and APGD-CE@hosnn-code);
-- ``strong-standard``: AutoAttack (APGD-CE, APGD-T, FAB-T, Square) then snn-adaptive (--preset) as one cascade on the
-  first --n-strong; the reported worst case is per sample over every attack of both pieces on those images;
+- ``strong-standard``: snn-adaptive (--preset or --members) then AutoAttack (APGD-CE, APGD-T, FAB-T, Square) as one
+  cascade on the first --n-strong; the reported worst case is per sample over every attack of both pieces on those
+  images. With --strong-from K it covers images K..K+n-strong instead, as piece ``strong-standard@K``, which the
+  report joins to the pieces before it (so the cascade can grow in sessions);
 - ``sweep-<threat>``: white-box FGSM and PGD7 and black-box (transfer) PGD7 at eps 0..64/255 on the first --n-sweep;
 - ``psc``: layer-wise relative PSC errors between clean and black-box PGD7 images on the first --n-psc;
 - ``audit``: the gradient-obfuscation checklist on the first --n-audit.
@@ -152,8 +154,8 @@ def pieces(model, source, data: dict, args) -> dict:
     def strong():
         members = args.members.split(",") if args.members else None
         adaptive = SNNAdaptive(model, EPS, preset=args.preset, members=members, tune_on=data["tune_on"])
-        x, y = data["x"][: args.n_strong], data["y"][: args.n_strong]
-        return evaluated(x, y, [adaptive, "autoattack"], cascade=True)
+        images = slice(args.strong_from, args.strong_from + args.n_strong)
+        return evaluated(data["x"][images], data["y"][images], [adaptive, "autoattack"], cascade=True)
 
     def sweep(threat):
         eps_list = [e / 255 for e in SWEEP_ETA]
@@ -183,7 +185,8 @@ def pieces(model, source, data: dict, args) -> dict:
         return report.to_dict()
 
     threats = args.sweep_threats.split(",")
-    return {"full-standard": full("standard"), "suite-standard": suite("standard"), "strong-standard": strong,
+    strong_piece = "strong-standard" + (f"@{args.strong_from}" if args.strong_from else "")
+    return {"full-standard": full("standard"), "suite-standard": suite("standard"), strong_piece: strong,
             "suite-paper-code": suite("paper-code"), **{f"sweep-{t}": sweep(t) for t in threats[:1]}, "psc": psc,
             "full-paper-code": full("paper-code"), "audit": audited, **{f"sweep-{t}": sweep(t) for t in threats[1:]}}
 
@@ -235,7 +238,8 @@ def robust_flags(records: dict, threat: str) -> dict:
     """``{column: per-sample robust flags}`` of one model under one threat model (robust: correct clean and after the
     attack), with the worst case over the suite and over suite + strong cascade (on the images they share)."""
     flags = {}
-    full, suite, strong = (records.get(f"{piece}-{threat}") for piece in ("full", "suite", "strong"))
+    full, suite = (records.get(f"{piece}-{threat}") for piece in ("full", "suite"))
+    strong = joined(records, f"strong-{threat}")
     if full:
         flags["clean"] = full["per_sample"]["clean"]
         flags["fgsm"] = worst([full["per_sample"]], only="fgsm")
@@ -246,6 +250,24 @@ def robust_flags(records: dict, threat: str) -> dict:
         flags.update({f"{k} (cascade)": worst([strong["per_sample"]], only=k) for k in strong["robust_acc"]})
         flags["worst case"] = worst([r["per_sample"] for r in (suite, strong) if r])
     return flags
+
+
+def joined(records: dict, piece: str) -> dict | None:
+    """Piece ``piece`` (images 0..n) joined to its continuations ``piece@K`` (images K..), as far as they run on
+    without a gap: ``{"robust_acc": {member: None}, "per_sample": {member: flags}}``, or None if ``piece`` is missing.
+    Members are matched by position (a tuned member's name may differ between parts: the names are then joined)."""
+    parts = sorted((int(k.partition("@")[2] or 0), r) for k, r in records.items() if k.partition("@")[0] == piece)
+    covered, flags = 0, []
+    for start, record in parts:
+        if start != covered:
+            break
+        flags.append(record["per_sample"])
+        covered += record["n_examples"]
+    if not flags:
+        return None
+    names = ["/".join(dict.fromkeys(names)) for names in zip(*(list(f) for f in flags), strict=True)]
+    per_sample = {name: [v for f in flags for v in list(f.values())[i]] for i, name in enumerate(names)}
+    return {"robust_acc": dict.fromkeys(names[1:]), "per_sample": per_sample}
 
 
 def worst(per_sample: list[dict], only: str | None = None) -> list[bool]:
@@ -427,6 +449,7 @@ def main() -> None:
     parser.add_argument("--n-full", type=int, default=10000, help="clean and FGSM on the first N test images")
     parser.add_argument("--n", type=int, default=1000, help="the per-attack suite on the first N")
     parser.add_argument("--n-strong", type=int, default=1000, help="AutoAttack + snn-adaptive on the first N")
+    parser.add_argument("--strong-from", type=int, default=0, help="... on test images K..K+N instead (a new piece)")
     parser.add_argument("--n-sweep", type=int, default=1000)
     parser.add_argument("--n-psc", type=int, default=500)
     parser.add_argument("--n-audit", type=int, default=200)
