@@ -368,10 +368,11 @@ def paired_rows(found: dict, run_a: str, run_b: str, training: str, paper: list[
         for col in ("clean", "fgsm", "pgd7", "apgd-ce", "transfer-pgd7", "worst (suite)", "worst case"):
             if col not in a or col not in b:
                 continue
-            n = len(a[col])
-            pa, pb = sum(a[col]) / n, sum(b[col]) / n
+            n = min(len(a[col]), len(b[col]))  # the images both models saw
+            flags_a, flags_b = a[col][:n], b[col][:n]
+            pa, pb = sum(flags_a) / n, sum(flags_b) / n
             cells = [training, col, threat, str(n), with_interval(pa, n), with_interval(pb, n),
-                     f"{100 * (pb - pa):+.1f}", f"{mcnemar(a[col], b[col]):.3f}"]
+                     f"{100 * (pb - pa):+.1f}", f"{mcnemar(flags_a, flags_b):.3f}"]
             if paper is not None:
                 cells += ["-" if col not in nums else f"{nums[col]:.2f}" for nums in paper]
             lines.append("| " + " | ".join(cells) + " |")
