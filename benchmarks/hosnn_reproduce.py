@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import sys
 import time
@@ -247,9 +248,27 @@ def robust_flags(records: dict, threat: str) -> dict:
         flags.update({k: worst([suite["per_sample"]], only=k) for k in suite["robust_acc"]})
         flags["worst (suite)"] = worst([suite["per_sample"]])
     if strong:
-        flags.update({f"{k} (cascade)": worst([strong["per_sample"]], only=k) for k in strong["robust_acc"]})
+        flags.update({f"{untuned(k)} (cascade)": worst([strong["per_sample"]], only=k) for k in strong["robust_acc"]})
         flags["worst case"] = worst([r["per_sample"] for r in (suite, strong) if r])
     return flags
+
+
+def untuned(member: str) -> str:
+    """A cascade member's name without the value it was tuned to (``apgd-ce@hart-mix-0.25`` -> ``apgd-ce@hart-mix``),
+    so tuned members share a column across models (parts joined by :func:`joined` too)."""
+    return "/".join(dict.fromkeys(re.sub(r"-[0-9.]+$", "", part) for part in member.split("/")))
+
+
+def tuned_members(found: dict) -> list[str]:
+    """One line per model: the tuned members of its strong cascade as run (their names carry the tuned value)."""
+    lines = []
+    for run, records in found.items():
+        strong = joined(records, "strong-standard")
+        tuned = [k for k in strong["robust_acc"] if k != untuned(k)] if strong else []
+        if tuned:
+            lines.append(f"- {run}: {', '.join(tuned)}")
+    return ["Tuned cascade members (gradient-mode parameters tuned on training images, METHODS 7):", "", *lines, ""] \
+        if lines else []
 
 
 def joined(records: dict, piece: str) -> dict | None:
@@ -309,8 +328,7 @@ def write_report(found: dict, out: Path, work: Path, command: str) -> None:
             continue
         cols = [c for c in ["clean", "fgsm", *PAPER_ATTACKS, "pgd7@hosnn-code", *APGD, "apgd-ce@hosnn-code",
                             "transfer-fgsm", "transfer-pgd7"] if any(c in r for r in rows.values())]
-        cascade = sorted({c for r in rows.values() for c in r if c.endswith("(cascade)")},
-                         key=lambda c: min(list(r).index(c) for r in rows.values() if c in r))
+        cascade = list(dict.fromkeys(c for r in rows.values() for c in r if c.endswith("(cascade)")))
         cols += ["worst (suite)"] + cascade + ["worst case"]
         lines += [f"## Threat model: {threat}", "", "| model | " + " | ".join(cols) + " |",
                   "|---|" + "---:|" * len(cols)]
@@ -318,7 +336,7 @@ def write_report(found: dict, out: Path, work: Path, command: str) -> None:
             lines.append(f"| {run} | " + " | ".join(
                 f"{100 * sum(acc[c]) / len(acc[c]):.2f} (n={len(acc[c])})" if c in acc else "-" for c in cols) + " |")
         lines.append("")
-    lines += like_for_like(found) + warm_start_ablation(found)
+    lines += tuned_members(found) + like_for_like(found) + warm_start_ablation(found)
     lines += ["## Paper (METHODS 6), same columns", "", "| model | " + " | ".join(COLUMNS) + " |",
               "|---|" + "---:|" * len(COLUMNS)]
     for run, nums in PAPER.items():
