@@ -160,6 +160,7 @@ def plot_layer_errors(
         raise ValueError("nothing to plot: no layer errors given")
     n_models = len(models)
     width = 0.8 / n_models
+    lowest = 0.0
     fig, ax = plt.subplots(figsize=(max(6.4, 1.1 * len(layers) * max(1, n_models / 2) + 1.5), 4.4),
                            constrained_layout=True)
     for m, (label, errs) in enumerate(models.items()):
@@ -169,6 +170,7 @@ def plot_layer_errors(
                 values = np.asarray(_as_array(errs[layer]), dtype=np.float64).ravel()
                 values = values[np.isfinite(values)]
                 if values.size:
+                    lowest = min(lowest, float(values.min()))
                     data.append(values)
                     pos.append(j + (m - (n_models - 1) / 2) * width)
         if not data:
@@ -185,6 +187,8 @@ def plot_layer_errors(
     ax.set(xlabel="layer", ylabel=ylabel, xlim=(-0.6, len(layers) - 0.4))
     if log:
         ax.set_yscale("symlog", linthresh=1e-3)
+    if lowest >= 0:  # errors are norms: no empty negative half
+        ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
     ax.set_title(title or "layer-wise relative error")
