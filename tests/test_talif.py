@@ -65,19 +65,16 @@ def test_threshold_dynamics_and_gradients_match_a_hand_loop():
     assert g_ours[1].abs().sum() > 0  # the threshold is in the graph: attacks and training see it
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize(("form", "detach_reset", "tau_s", "surrogate"), [
-    ("decay", False, 3.0, "sigmoid"), ("decay", True, None, "triangle"), ("tau", False, None, "arctan"),
-    ("tau", True, 2.0, "sigmoid")])
-def test_fused_kernel_matches_the_step_loop(dtype, form, detach_reset, tau_s, surrogate):
+def fused_against_step_loop(p, shape, batch, dtype, tau_s):
+    """Forward, membrane and gradients (input, theta_v) of TA-LIF's fused kernel against its step loop."""
     torch.manual_seed(2)
-    shape, T = (3, 5, 7), 4  # 105 neurons x 6 images: blocks and chunks cut across neurons
-    p = TALIFParameters(tau_m=4.0, tau_v=3.0, form=form, surrogate=surrogate, detach_reset=detach_reset)
+    T = 4
     talif = TALIF(shape, steps=T + 1, p=p, synapse=PSC(tau_s) if tau_s else None).to(dtype)
     with torch.no_grad():
         talif.theta_v.uniform_(0.0, 0.6)
     talif.set_nds(torch.rand(T + 1, *shape, dtype=dtype))
-    current = ((torch.randn(T, 6, *shape) + 0.9) * (4 if form == "tau" else 1)).to(dtype).requires_grad_(True)
+    scale = 4 if p.form == "tau" else 1
+    current = ((torch.randn(T, batch, *shape) + 0.9) * scale).to(dtype).requires_grad_(True)
     out, membrane = talif.run(current, talif.surrogate)
     ref, ref_membrane = SpikingNeuron.run(talif, current, talif.surrogate)  # the step loop under autograd
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
@@ -89,6 +86,20 @@ def test_fused_kernel_matches_the_step_loop(dtype, form, detach_reset, tau_s, su
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b, **(dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else {}))
     assert ours[1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(("form", "detach_reset", "tau_s", "surrogate"), [
+    ("decay", False, 3.0, "sigmoid"), ("decay", True, None, "triangle"), ("tau", False, None, "arctan"),
+    ("tau", True, 2.0, "sigmoid")])
+def test_fused_kernel_matches_the_step_loop(dtype, form, detach_reset, tau_s, surrogate):
+    p = TALIFParameters(tau_m=4.0, tau_v=3.0, form=form, surrogate=surrogate, detach_reset=detach_reset)
+    fused_against_step_loop(p, (3, 5, 7), 6, dtype, tau_s)
+
+
+def test_fused_kernel_matches_the_step_loop_across_blocks_and_chunks():
+    # 2,100 neurons: two compiled blocks per sample; 20 samples: two backward chunks of the batch
+    fused_against_step_loop(TALIFParameters(tau_m=4.0, tau_v=3.0), (2100,), 20, torch.float64, 3.0)
 
 
 def test_fused_kernel_refuses_more_steps_than_its_nds():
