@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from spikeshield.neurons.gradients import RateParameters, active_mode, active_surrogate
-from spikeshield.neurons.recording import emit
+from spikeshield.neurons.recording import emit, recording
 from spikeshield.neurons.surrogate import Surrogate
 from spikeshield.neurons.synapse import PSC
 
@@ -45,6 +45,14 @@ class SpikingNeuron(nn.Module):
         spikes, membrane = self._loop(current, lambda t: surrogate)
         emit(self, "spikes", spikes)
         return (self.synapse(spikes) if self.synapse is not None else spikes), membrane
+
+    def record_fused(self, membrane: torch.Tensor, threshold: float | torch.Tensor, out: torch.Tensor) -> None:
+        """What :meth:`run` records, for an override that computed all steps in one fused node: the spikes (pre-reset
+        ``membrane`` above ``threshold``) and, with a synapse, its PSC ``out``. Nothing is computed unless recording."""
+        if recording():
+            emit(self, "spikes", (membrane > threshold).to(out.dtype))
+            if self.synapse is not None:
+                emit(self.synapse, "psc", out)
 
     def unroll(self, current: torch.Tensor, surrogate_at: Callable[[int], Surrogate],
                detach_state: bool = False) -> torch.Tensor:

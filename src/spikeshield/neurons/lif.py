@@ -17,7 +17,6 @@ import torch
 from spikeshield.neurons import lif_kernels
 from spikeshield.neurons.base import SpikingNeuron
 from spikeshield.neurons.gradients import RateParameters, spike
-from spikeshield.neurons.recording import emit, recording
 from spikeshield.neurons.surrogate import Sigmoid, Surrogate, make_surrogate
 from spikeshield.neurons.synapse import PSC
 
@@ -182,10 +181,7 @@ class LIF(SpikingNeuron):
         """All steps, and the synapse, in one fused autograd node (the fast default path)."""
         tau_s = self.synapse.tau_s if self.synapse is not None else None
         out, membrane = _FusedLIF.apply(current, self.p, surrogate, tau_s)
-        if recording():
-            emit(self, "spikes", (membrane > self.p.theta).to(current.dtype))
-            if self.synapse is not None:
-                emit(self.synapse, "psc", out)
+        self.record_fused(membrane, self.p.theta, out)
         return out, membrane
 
     def extra_repr(self) -> str:

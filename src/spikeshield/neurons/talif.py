@@ -22,7 +22,6 @@ from spikeshield.neurons import lif_kernels, talif_kernels
 from spikeshield.neurons.base import SpikingNeuron
 from spikeshield.neurons.gradients import RateParameters, spike
 from spikeshield.neurons.lif import LIFParameters
-from spikeshield.neurons.recording import emit, recording
 from spikeshield.neurons.surrogate import Sigmoid, Surrogate, make_surrogate
 from spikeshield.neurons.synapse import PSC
 
@@ -129,10 +128,7 @@ class TALIF(SpikingNeuron):
         tau_s = self.synapse.tau_s if self.synapse is not None else None
         nds = self.nds[: current.shape[0]]
         out, membrane, theta = _FusedTALIF.apply(current, self.theta_v, nds, self.lif, surrogate, tau_s)
-        if recording():
-            emit(self, "spikes", (membrane > theta).to(current.dtype))
-            if self.synapse is not None:
-                emit(self.synapse, "psc", out)
+        self.record_fused(membrane, theta, out)
         return out, membrane
 
     def rate_parameters(self) -> RateParameters:
