@@ -87,15 +87,24 @@ def test_hart_mix_averages_hart_and_bptt():
 
 
 # ----------------------------------------------------------------------------------------------------- PDSG
-def test_pdsg_uses_a_gaussian_with_the_channel_std_of_the_membrane():
+@pytest.mark.parametrize("conv", [True, False])
+def test_pdsg_uses_a_gaussian_with_the_per_sample_std_of_the_membrane(conv):
     p = LIFParameters(tau_m=5.0)
-    current = torch.randn(3, 4, 2, 5, 5, dtype=torch.float64) + 0.5  # [T, B, C, H, W]
-    current[:, :, 1] *= 3  # channels with different spreads
+    if conv:  # [T, B, C, H, W]: one std per (sample, channel), over time and positions
+        current = torch.randn(3, 4, 2, 5, 5, dtype=torch.float64) + 0.5
+        current[:, :, 1] *= 3  # channels with different spreads
+    else:  # [T, B, N]: one std per sample, over time and units
+        current = torch.randn(3, 4, 7, dtype=torch.float64) + 0.5
+    current[:, 1] *= 2  # samples with different spreads
     upstream = torch.randn_like(current)
     lif = LIF(p)
     _, g = layer_grad(lif, current, upstream, "pdsg")
     membrane = lif.exact(current)[1]
-    s = membrane.transpose(0, 2).reshape(2, -1).std(1, correction=0).view(2, 1, 1)
+    if conv:
+        s = torch.stack([torch.stack([membrane[:, b, c].std(correction=0) for c in range(2)]) for b in range(4)])
+        s = s.view(4, 2, 1, 1)
+    else:
+        s = torch.stack([membrane[:, b].std(correction=0) for b in range(4)]).view(4, 1)
 
     def gaussian(t, v):
         return torch.exp(-((v - s / 2) ** 2) / (2 * s**2)) / (math.sqrt(2 * math.pi) * s)

@@ -15,6 +15,9 @@ value-preservingly (``out + (h - h.detach())``), so every prediction stays bit-i
 - unrolled modes (:class:`HART`, :class:`HARTMix`, :class:`PDSG`, :class:`ASSG`): the gradient of the neuron's own
   step function looped under autograd with the mode's per-step surrogates (any neuron with a ``step``).
 
+A mode that runs a layer more than once replays a stochastic neuron's random draw (:class:`DrawReplay`): value and
+gradient come from the same draw, and the global RNG advances as in one plain forward (DESIGN 7).
+
 One context variable holds the override, so exactly one backward is active at a time. The ANN-twin gradient is a
 whole-model substitution, not a neuron mode: see :func:`spikeshield.attacks.with_ann_gradients`
 (``Attack(..., grad="ann")`` or ``"ann-clamp"``).
@@ -75,6 +78,53 @@ class BackwardMode:
                 raise ValueError(f"backward mode {self.name!r}: {key} must be > 0, got {value}")
 
 
+class DrawReplay:
+    """Makes a backward mode's re-runs of a stochastic neuron see the draw of the exact forward they differentiate.
+
+    Create it right before the exact forward (it takes the global torch RNG state: the CPU one, and the CUDA one of
+    ``current``'s device when ``current`` is on CUDA); wrap every re-run of the neuron in ``with replay:``. On entry
+    the RNG is set back to the state before the exact forward, so the re-run draws the same numbers; on exit (also
+    on an exception) it is left as it was right after the exact forward, so the RNG advances exactly as in a plain
+    forward and later layers and calls see no difference. The state after the exact forward is taken at the first
+    entry, so nothing may draw between the exact forward and the first re-run.
+
+    A neuron whose ``is_stochastic`` is false makes this a no-op (no RNG state is read or written).
+
+    >>> replay = DrawReplay(neuron, current)   # doctest: +SKIP
+    >>> out, membrane = neuron.exact(current)   # draws, e.g. random time constants   # doctest: +SKIP
+    >>> with replay:
+    ...     spikes = neuron.unroll(current, surrogate_at)   # the same draw   # doctest: +SKIP
+    """
+
+    __slots__ = ("device", "start", "end")
+
+    def __init__(self, neuron, current: torch.Tensor) -> None:
+        self.device = current.device if current.is_cuda else None
+        self.start = self._state() if getattr(neuron, "is_stochastic", False) else None
+        self.end = None
+
+    def _state(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cuda = torch.cuda.get_rng_state(self.device) if self.device is not None else None
+        return torch.get_rng_state(), cuda
+
+    def _restore(self, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+        cpu, cuda = state
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, self.device)
+
+    def __enter__(self) -> DrawReplay:
+        if self.start is not None:
+            if self.end is None:
+                self.end = self._state()
+            self._restore(self.start)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.end is not None:
+            self._restore(self.end)
+
+
 def _with_gradient(out: torch.Tensor, *carriers: tuple[float, torch.Tensor]) -> torch.Tensor:
     """``out`` to the bit, with the gradient of ``sum(weight * carrier)``: ``out + sum w (c - c.detach())``."""
     for weight, carrier in carriers:
@@ -88,7 +138,7 @@ class RateMode(BackwardMode):
     """A rate-based rule ``dL/dI[t] = dL/ds[t] * factor`` from a layer's input currents to its spikes.
 
     The exact output is computed without a graph and the rule attached value-preservingly, through the layer's PSC
-    filter if it has one. Subclasses define :meth:`factor`.
+    filter if it has one. Subclasses define :meth:`factor`, which may re-run the neuron (under :class:`DrawReplay`).
     """
 
     def factor(self, neuron, current: torch.Tensor) -> torch.Tensor:
@@ -97,10 +147,11 @@ class RateMode(BackwardMode):
         raise NotImplementedError
 
     def apply(self, neuron, current):  # noqa: D102
+        replay = DrawReplay(neuron, current)
         out, _ = neuron.exact(current)
         if not (torch.is_grad_enabled() and current.requires_grad):
             return out
-        with torch.no_grad():
+        with torch.no_grad(), replay:
             factor = self.factor(neuron, current)
         return _with_gradient(out, (1, neuron.filter_spikes(current * factor)))
 
@@ -189,17 +240,22 @@ class UnrolledMode(BackwardMode):
         raise NotImplementedError
 
     def apply(self, neuron, current):  # noqa: D102
+        replay = DrawReplay(neuron, current)
         out, membrane = neuron.exact(current)
         if not (torch.is_grad_enabled() and current.requires_grad):
             return out
-        return _with_gradient(out, *self.carriers(neuron, current, membrane))
+        return _with_gradient(out, *self.carriers(neuron, current, membrane, replay))
 
-    def carriers(self, neuron, current: torch.Tensor, membrane: torch.Tensor) -> list[tuple[float, torch.Tensor]]:
-        """``(weight, tensor)`` pairs whose weighted gradient the layer passes back (here: the unrolled one)."""
+    def carriers(self, neuron, current: torch.Tensor, membrane: torch.Tensor,
+                 replay: DrawReplay) -> list[tuple[float, torch.Tensor]]:
+        """``(weight, tensor)`` pairs whose weighted gradient the layer passes back (here: the unrolled one); every
+        re-run of ``neuron`` goes inside ``with replay:``."""
         if self.time_mean:  # value unchanged; dL/dI[t] becomes the mean over t of the incoming gradient
             mean = current.mean(0, keepdim=True).expand_as(current)
             current = current.detach() + (mean - mean.detach())
-        spikes = neuron.unroll(current, self.surrogates(neuron, membrane), detach_state=self.detach_state)
+        surrogate_at = self.surrogates(neuron, membrane)
+        with replay:
+            spikes = neuron.unroll(current, surrogate_at, detach_state=self.detach_state)
         return [(1, neuron.filter_spikes(spikes))]
 
 
@@ -221,11 +277,12 @@ class HART(UnrolledMode):
         triangle = Triangle(self.g)
         return lambda t: triangle
 
-    def carriers(self, neuron, current, membrane):  # noqa: D102
-        (_, hart), = super().carriers(neuron, current, membrane)
+    def carriers(self, neuron, current, membrane, replay):  # noqa: D102
+        (_, hart), = super().carriers(neuron, current, membrane, replay)
         if not self.mix:
             return [(1, hart)]
-        bptt, _ = neuron.run(current, Triangle(self.g))
+        with replay:
+            bptt, _ = neuron.run(current, Triangle(self.g))
         return [(0.5, hart), (0.5, bptt)]
 
 
@@ -241,13 +298,19 @@ class HARTMix(HART):
 @dataclass(frozen=True)
 class PDSG(UnrolledMode):
     """PDSG (Lun et al., CVPR 2025): Gaussian surrogate ``exp(-(v - s/2)^2 / (2 s^2)) / (sqrt(2 pi) s)``, ``s`` the
-    standard deviation of the layer's membrane over time, batch and positions, per channel (0 replaced by 1)."""
+    standard deviation of the layer's membrane per sample: over time and positions per (sample, channel) for
+    ``[T, B, C, H, W]``, over time and all ``N`` units per sample for ``[T, B, N]`` (0 replaced by 1).
+
+    Per sample, not over the batch, so a sample's gradient (and the verdict of an attack built on it) does not depend
+    on which other samples share its batch; EOT copies of a sample in one batch would otherwise share statistics.
+    """
 
     name: ClassVar[str] = "pdsg"
 
     def surrogates(self, neuron, membrane):  # noqa: D102
-        s = membrane.std(dim=[0, 1, *range(3, membrane.dim())], correction=0)  # [C] of [T, B, C, ...]
-        s = torch.where(s > 0, s, torch.ones_like(s)).reshape(-1, *[1] * (membrane.dim() - 3))
+        kept = 2 if membrane.dim() > 3 else 1  # (B, C) of [T, B, C, ...]; B of [T, B, N]
+        s = membrane.std(dim=[0, *range(1 + kept, membrane.dim())], correction=0, keepdim=True)[0]
+        s = torch.where(s > 0, s, torch.ones_like(s))  # [B, C, 1, ...] or [B, 1], broadcast to one step's v
         gaussian = ShiftedGaussian(s)
         return lambda t: gaussian
 
