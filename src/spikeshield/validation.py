@@ -43,8 +43,22 @@ def unclamped_pixels() -> Iterator[None]:
         _UNCLAMPED.reset(token)
 
 
+_NONFINITE = "the input contains NaN or inf values: check the data pipeline or the attack that made it"
+_RANGE = ("pixel values must lie in [0, 1] (pixel space; the model normalises internally), got range "
+          "[{lo}, {hi}]: divide by 255 or undo any normalisation")
+_RANGE_ASYNC = ("pixel values must lie in [0, 1] (pixel space; the model normalises internally), but some do not "
+                "(checked on the device, range not read back): divide by 255 or undo any normalisation")
+
+
 def check_images(x: torch.Tensor, channels: int, size: int, dataset: str) -> None:
-    """Check that ``x`` is a finite ``[B, channels, size, size]`` float batch in [0, 1]."""
+    """Check that ``x`` is a finite ``[B, channels, size, size]`` float batch in [0, 1] (any range inside
+    :func:`unclamped_pixels`).
+
+    Type, dtype and shape are checked on the host. The values are checked without a device-to-host copy when ``x``
+    is not on the CPU: asynchronous device-side asserts (:func:`torch._assert_async`), so a model's forward never
+    waits for the accelerator; a failed one surfaces as a ``RuntimeError`` at the next synchronisation, and on CUDA
+    it leaves the process's CUDA context unusable (a device-side assert). CPU tensors raise the ``ValueError`` at once.
+    """
     expected = f"[B, {channels}, {size}, {size}]"
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"the model takes a torch.Tensor of shape {expected}; got {type(x).__name__}")
@@ -64,14 +78,23 @@ def check_images(x: torch.Tensor, channels: int, size: int, dataset: str) -> Non
         )
     if x.numel() == 0:
         raise ValueError("the input batch is empty")
+    if x.device.type != "cpu":
+        _assert_images_async(x, clamped=not _UNCLAMPED.get())
+        return
     if not torch.isfinite(x).all():
-        raise ValueError("the input contains NaN or inf values: check the data pipeline or the attack that made it")
+        raise ValueError(_NONFINITE)
     lo, hi = torch.aminmax(x)
     if (lo < 0 or hi > 1) and not _UNCLAMPED.get():
-        raise ValueError(
-            f"pixel values must lie in [0, 1] (pixel space; the model normalises internally), got range "
-            f"[{lo.item():.4g}, {hi.item():.4g}]: divide by 255 or undo any normalisation"
-        )
+        raise ValueError(_RANGE.format(lo=f"{lo.item():.4g}", hi=f"{hi.item():.4g}"))
+
+
+def _assert_images_async(x: torch.Tensor, clamped: bool) -> None:
+    """The value checks of :func:`check_images` as asynchronous device-side asserts (no host synchronisation; the
+    range is not reported, reading it would synchronise). Works on CPU tensors too, where it raises at once."""
+    x = x.detach()
+    torch._assert_async(torch.isfinite(x).all(), _NONFINITE)
+    if clamped:
+        torch._assert_async(((x >= 0) & (x <= 1)).all(), _RANGE_ASYNC)
 
 
 def parse_eps(value: str | float, name: str = "eps") -> float:

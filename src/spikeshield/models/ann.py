@@ -6,38 +6,15 @@ backward the gradient (``spikeshield.attacks.with_ann_gradients``); also usable 
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from spikeshield.models.layers import QuantisedClamp
 from spikeshield.models.registry import MODELS, create_model
+
+__all__ = ["ANN_ACTIVATIONS", "QuantisedClamp", "ann_twin"]
 
 #: the twin's activations: ReLU (SNN-RAT) or the quantised clamp of the RGA / HART code
 ANN_ACTIVATIONS = ("relu", "clamp")
-
-
-class _StraightThroughFloor(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return torch.floor(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return grad
-
-
-class QuantisedClamp(nn.Module):
-    """``floor(clamp(x, 0, 1) * levels) / levels`` with a straight-through floor (the RGA / HART code's ANN
-    activation, 8 levels)."""
-
-    def __init__(self, levels: int = 8) -> None:
-        super().__init__()
-        self.levels = levels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return _StraightThroughFloor.apply(x.clamp(0, 1) * self.levels) / self.levels
-
-    def extra_repr(self) -> str:
-        return f"levels={self.levels}"
 
 
 def ann_twin(model: nn.Module, activation: str = "relu") -> nn.Module:

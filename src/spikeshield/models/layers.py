@@ -34,6 +34,31 @@ class SumPool2d(nn.Module):
         return f"kernel={self.kernel}, scale={self.scale}"
 
 
+class _StraightThroughFloor(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return torch.floor(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return grad
+
+
+class QuantisedClamp(nn.Module):
+    """``floor(clamp(x, 0, 1) * levels) / levels`` with a straight-through floor (the RGA / HART code's ANN
+    activation, 8 levels)."""
+
+    def __init__(self, levels: int = 8) -> None:
+        super().__init__()
+        self.levels = levels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return _StraightThroughFloor.apply(x.clamp(0, 1) * self.levels) / self.levels
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}"
+
+
 @dataclass
 class Parts:
     """Builds the activation and synapse layers of a model, so one model file yields the SNN and its ANN twin.
@@ -51,8 +76,6 @@ class Parts:
     def activation(self, shape: tuple[int, ...]) -> nn.Module:
         """A neuron layer (with the model's synapse) for per-sample activations of ``shape``; ReLU in the ANN twin."""
         if self.ann == "clamp":
-            from spikeshield.models.ann import QuantisedClamp
-
             return QuantisedClamp()
         if self.ann:
             return nn.ReLU()

@@ -11,6 +11,8 @@ from torch import nn
 
 from spikeshield.data.info import dataset_info
 from spikeshield.encoding import make_encoder
+from spikeshield.models.layers import Parts
+from spikeshield.models.spiking_model import SpikingModel
 from spikeshield.neurons.surrogate import Surrogate, surrogate_name
 from spikeshield.validation import unknown_name
 
@@ -83,9 +85,6 @@ def create_model(
 
     >>> model = create_model("lenet", dataset="fashion_mnist", neuron="lif", encoder="direct", T=5)
     """
-    from spikeshield.models.layers import Parts
-    from spikeshield.models.spiking_model import SpikingModel
-
     if name not in MODELS:
         raise unknown_name("model", name, MODELS)
     if not isinstance(T, int) or T < 1:

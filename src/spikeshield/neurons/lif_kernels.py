@@ -15,15 +15,21 @@ import torch
 from numba import njit, prange
 from numba.np.ufunc import parallel as _numba_parallel
 
+_pool_started = False
+
 
 def _start_quiet_thread_pool() -> None:
-    """Start numba's worker threads with a passive wait policy.
+    """Start numba's worker threads with a passive wait policy (once; every kernel entry point calls it first).
 
     numba's OpenMP pool is a second runtime beside PyTorch's. With the default policy its idle workers spin for a
     while after each kernel, taking the cores PyTorch's next operation needs; passive workers sleep at once. The
     variable is read only when the pool starts (PyTorch's own pool started earlier and keeps its settings), and
-    the environment is restored right after.
+    the environment is restored right after. Started on first kernel use, not at import, so ``import spikeshield``
+    starts no threads.
     """
+    global _pool_started
+    if _pool_started:
+        return
     saved = os.environ.get("OMP_WAIT_POLICY")
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
@@ -33,9 +39,7 @@ def _start_quiet_thread_pool() -> None:
             del os.environ["OMP_WAIT_POLICY"]
         else:
             os.environ["OMP_WAIT_POLICY"] = saved
-
-
-_start_quiet_thread_pool()
+    _pool_started = True
 
 
 def supported(current: torch.Tensor) -> bool:
@@ -106,6 +110,7 @@ def _flat(x: torch.Tensor) -> np.ndarray:
 
 def forward(current: torch.Tensor, decay: float, scale: float, theta: float, tau_s: float | None):
     """Returns ``(output, pre-reset membrane)``: output is the spikes, or their PSC if ``tau_s`` is given."""
+    _start_quiet_thread_pool()
     membrane = torch.empty_like(current, memory_format=torch.contiguous_format)
     out = torch.empty_like(membrane)
     syn_decay, syn_scale = (1 - 1 / tau_s, 1 / tau_s) if tau_s else (0.0, 0.0)
@@ -120,6 +125,7 @@ def backward(grad_out, membrane, decay, scale, theta, detach_reset, tau_s, surro
     The surrogate's derivative is evaluated by PyTorch (vectorised, any surrogate) on cache-sized chunks of neurons,
     each chunk then run through the compiled reverse-time loop.
     """
+    _start_quiet_thread_pool()
     grad = torch.empty_like(membrane)
     syn_decay, syn_scale = (1 - 1 / tau_s, 1 / tau_s) if tau_s else (0.0, 0.0)
     decay, scale, theta, syn_decay, syn_scale, zero = _typed(membrane, decay, scale, theta, syn_decay, syn_scale, 0)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from spikeshield.neurons.lif_kernels import _BLOCK, _CHUNK, _typed
+from spikeshield.neurons.lif_kernels import _BLOCK, _CHUNK, _start_quiet_thread_pool, _typed
 
 
 @njit(parallel=True, cache=True)
@@ -73,6 +73,7 @@ def _backward(grad_out, membrane, theta, slope, theta_v, nds, decay, scale, deta
 def forward(current, decay, scale, theta0, theta_v, nds, tau_s):
     """Returns ``(output, pre-reset membrane, threshold)``, all ``[T, B, ...]``; output is the spikes, or their PSC
     if ``tau_s`` is given. ``theta_v`` is ``[*shape]`` and ``nds`` ``[T, *shape]``."""
+    _start_quiet_thread_pool()
     membrane = torch.empty_like(current, memory_format=torch.contiguous_format)
     theta, out = torch.empty_like(membrane), torch.empty_like(membrane)
     syn_decay, syn_scale = (1 - 1 / tau_s, 1 / tau_s) if tau_s else (0.0, 0.0)
@@ -89,6 +90,7 @@ def backward(grad_out, membrane, theta, theta_v, nds, decay, scale, detach_reset
     The surrogate's derivative at ``u - theta`` is evaluated by PyTorch on cache-sized chunks of the batch, each
     chunk then run through the compiled reverse-time loop.
     """
+    _start_quiet_thread_pool()
     grad = torch.empty_like(membrane)
     grad_v = torch.zeros(membrane.shape[1], theta_v.numel(), dtype=membrane.dtype)
     syn_decay, syn_scale = (1 - 1 / tau_s, 1 / tau_s) if tau_s else (0.0, 0.0)

@@ -36,7 +36,6 @@ from spikeshield import checkpoint
 from spikeshield.config import TrainConfig, load_config
 from spikeshield.data import ImageDataset, batches, load_dataset, make_generator, num_batches
 from spikeshield.fileio import atomic_write_text
-from spikeshield.report.plots import plot_history
 from spikeshield.training.objectives import get_objective
 from spikeshield.training.state import join_tensors, split_tensors
 
@@ -413,6 +412,8 @@ def train(
         history.append(metrics)
         write_checkpoint(out_dir, model, optimizer, cfg, epoch + 1, step, history)
         log_epoch(out_dir, metrics)
+        from spikeshield.report.plots import plot_history  # matplotlib only when a run writes its curves
+
         plot_history(history, out_dir / "training.png", title=cfg.name)
         ran += 1
         if stop_after_epochs is not None and ran >= stop_after_epochs and epoch + 1 < epochs:
