@@ -23,10 +23,11 @@ data:
 		echo "dataset-fashion-mnist not installed; spikeshield will download FashionMNIST"; \
 	fi
 
+# The main job: train the quick model, then its naive robustness (FGSM, PGD7 through its own surrogate) beside the
+# honest one (snn-adaptive-quick as a cascade), the gap, and the gradient-obfuscation audit's flags.
 run: setup
 	$(VENV)/bin/spikeshield train --config configs/quick.yaml --overwrite
-	$(VENV)/bin/spikeshield eval --checkpoint runs/quick/model --attacks fgsm,pgd7 --eps 8/255 \
-		--n-examples 1000 --out runs/quick
+	$(VENV)/bin/spikeshield check --checkpoint runs/quick/model --eps 8/255 --n-examples 500 --out runs/quick
 
 test: setup
 	$(PY) -m pytest -q

@@ -33,8 +33,8 @@ from torch.nn import functional as F
 
 import spikeshield as ss
 from spikeshield.attacks import PGD
-from spikeshield.attacks.base import CPU_IMAGES_PER_PASS
 from spikeshield.data import batches, load_dataset
+from spikeshield.decision import CPU_IMAGES_PER_PASS
 
 
 def train_lenet(steps: int, T: int) -> torch.nn.Module:

@@ -19,6 +19,8 @@ EPS = 8 / 255
 class LinearNet(nn.Module):
     """Logits ``W x + b``: the minimal L2 distance to the class boundary of a 2-class problem is closed-form."""
 
+    is_stochastic = False  # declared, so attacks do not probe it with extra calls
+
     def __init__(self, size: int = 4, classes: int = 2, seed: int = 0) -> None:
         super().__init__()
         self.info = DatasetInfo("linear", 1, size, classes, (0.5,), (0.5,))

@@ -274,7 +274,8 @@ def test_eot_forward_passes_grow_by_m_per_gradient(n_target_classes):
     for m in (1, 3):
         attack = FAB(model, 0.01, steps=4, n_target_classes=n_target_classes, eot=m)  # eps too small to fool
         assert torch.equal(attack(x, y), x)
-        assert attack.forward_passes == m * 5 * (1 + 2 * 4)
+        passes = m * 5 * (1 + 2 * 4)  # + 10-draw confirmations where the mean logits call a point fooled
+        assert attack.forward_passes >= passes and (attack.forward_passes - passes) % attack.score_draws == 0
 
 
 def test_logit_jacobian_is_the_mean_over_the_same_draws_as_objective_and_gradient():

@@ -172,10 +172,12 @@ def test_square_with_eot_sends_m_copies_per_query():
     m = 3
     attack = Square(model, 0.1, n_queries=15, eot=m)
     attack(x, y)
-    assert attack.forward_passes == m * attack.last_queries.sum().item()
+    queries = m * attack.last_queries.sum().item()  # + 10-draw confirmations of queries that look successful
+    assert attack.forward_passes >= queries and (attack.forward_passes - queries) % attack.score_draws == 0
     assert sum(len(b) for b in model.inputs) == attack.forward_passes
-    for batch in model.inputs:  # one forward pass per query: the open samples repeated m times
-        copies = batch.view(m, len(batch) // m, *batch.shape[1:])
+    for batch in model.inputs:  # one forward pass per query (or confirmation): the samples repeated m (or 10) times
+        k = m if len(batch) % m == 0 and not len(batch) % attack.score_draws == 0 else attack.score_draws
+        copies = batch.view(k, len(batch) // k, *batch.shape[1:])
         assert torch.equal(copies, copies[:1].expand_as(copies))
 
 
@@ -220,11 +222,13 @@ def test_p_selection_follows_the_reference_schedule():
 
 def test_square_settings_and_surrogate():
     model = TinyNet(1, 4, 3)
-    attack = Square(model, EPS, grad="triangle", targeted=True, eot=2)
+    with pytest.raises(ValueError, match="has none"):  # a gradient mode needs spiking neurons to act on
+        Square(model, EPS, grad="triangle")
+    attack = Square(model, EPS, targeted=True, eot=2)
     s = attack.settings()
     json.dumps(s)
     assert (s["attack"], s["loss"], s["n_queries"], s["p_init"], s["restarts"]) == ("Square", "margin", 5000, 0.8, 1)
-    assert s["grad"]["name"] == "triangle" and s["targeted"] and s["eot"] == 2
+    assert s["grad"] == "own" and s["targeted"] and s["eot"] == 2
     assert Square.name == "square" and Square(model, EPS, loss="ce").settings()["loss"] == "ce"
     attack.n_queries = 10  # the defaults above, a small budget for the run below
     x = torch.rand(4, 1, 4, 4)

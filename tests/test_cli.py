@@ -116,3 +116,19 @@ def test_eval_default_is_autoattack_plus_snn_adaptive(trained_run):
     assert result["suites"]["snn-adaptive"]["tuned"]["hart"]["n_images"] == 4
     assert result["cascade"] and result["threat_model"] == "unclamped"
     assert "non-standard" in (out / "eval.md").read_text()
+
+
+def test_check_prints_naive_and_honest_side_by_side_with_the_gap(trained_run, capsys):
+    out = trained_run / "check"
+    code = main(["check", "--checkpoint", str(trained_run / "model"), "--n-examples", "12", "--n-audit", "8",
+                 "--tune-examples", "0", "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "naive: fgsm, pgd7" in printed and "honest: apgd-ce, sapgd@assg-0.45" in printed
+    assert "gap:" in printed and "flags raised:" in printed
+    naive = json.loads((out / "naive.json").read_text())
+    honest = json.loads((out / "honest.json").read_text())
+    assert honest["cascade"] and not naive["cascade"] and naive["n_examples"] == honest["n_examples"] == 12
+    assert f"{100 * (honest['worst_case_acc'] - naive['worst_case_acc']):+.1f} points" in printed
+    assert json.loads((out / "audit.json").read_text())["n_examples"] == 8
+    assert (out / "check.md").read_text() in printed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -58,7 +59,8 @@ def test_per_sample_accounting(result):
 def test_counts_times_and_provenance(data, result):
     n = len(data[1])
     passes = result.number_forward_passes
-    assert passes["clean"] == n and passes["fgsm"] == 2 * n and passes["pgd7"] == 8 * n
+    # FGSM: one gradient + the verdict; PGD7: 7 gradients, the last iterate's loss (best-iterate) + the verdict
+    assert passes["clean"] == n and passes["fgsm"] == 2 * n and passes["pgd7"] == 9 * n
     assert passes["total"] == sum(v for k, v in passes.items() if k != "total")
     assert set(result.time_s) == {*ATTACKS, "total"} and all(t >= 0 for t in result.time_s.values())
     assert result.attacks["pgd7"]["steps"] == 7 and result.attacks["pgd7"]["alpha"] == 0.01
@@ -148,3 +150,13 @@ def test_tables_and_report(result, tmp_path, capsys):
     path = write_report(result, tmp_path / "report.md", command="spikeshield eval --checkpoint run --attacks fgsm")
     text = path.read_text()
     assert "spikeshield eval --checkpoint run" in text and "## Results" in text and "pgd7" in text
+
+
+def test_reports_mark_cascade_columns_cumulative_and_list_skipped_members(result, tmp_path):
+    cascade = dataclasses.replace(result, cascade=True,
+                                  suites={"snn-adaptive": {"skipped": {"apgd-ce@ann": "not a create_model model"}}})
+    assert "| FGSM (cumulative) | RFGSM (cumulative) |" in markdown_table(cascade)
+    assert "(cumulative)" not in markdown_table(result)
+    text = write_report(cascade, tmp_path / "cascade.md").read_text()
+    assert "cumulative" in text and "apgd-ce@ann: not a create_model model" in text
+    assert "## Decision rule and expected accuracy" in text and "worst_case" in text

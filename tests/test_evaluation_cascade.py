@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -9,7 +10,8 @@ import torch
 from conftest import TinyNet
 
 from spikeshield.attacks import PGD, AutoAttack
-from spikeshield.attacks.ensemble import RAND_EOT, suite_version
+from spikeshield.attacks.ensemble import RAND_EOT
+from spikeshield.attacks.registry import suite_version
 from spikeshield.evaluation import evaluate
 
 EPS = 8 / 255
@@ -28,9 +30,9 @@ def test_cascade_keeps_the_worst_case_and_costs_less(trained_lenet, fmnist_eval)
     assert cascade.robust_acc["bim7"] == cascade.worst_case_acc <= cascade.robust_acc["fgsm"]
     clean_correct = sum(full.per_sample["clean"])
     robust_after_fgsm = sum(full.per_sample["fgsm"][i] for i in range(len(y)) if full.per_sample["clean"][i])
-    # BIM's 7 gradient passes + 1 scoring pass per attacked image
-    assert full.number_forward_passes["bim7"] == 8 * len(y)
-    assert cascade.number_forward_passes["bim7"] == 8 * robust_after_fgsm
+    # BIM's 7 gradient passes + the last iterate's loss (best iterate) + 1 scoring pass per attacked image
+    assert full.number_forward_passes["bim7"] == 9 * len(y)
+    assert cascade.number_forward_passes["bim7"] == 9 * robust_after_fgsm
     assert cascade.number_forward_passes["fgsm"] == 2 * clean_correct
     assert cascade.number_forward_passes["total"] < full.number_forward_passes["total"]
 
@@ -70,6 +72,11 @@ def test_state_file_resumes_to_the_uninterrupted_result(trained_lenet, fmnist_ev
 
     with pytest.raises(ValueError, match="different evaluation"):
         evaluate(trained_lenet, x, y, attacks=[pgd()], state_file=state, **{**kwargs, "seed": 4})
+    retrained = copy.deepcopy(trained_lenet)  # same config, other weights: a retrained checkpoint
+    with torch.no_grad():
+        next(retrained.parameters()).add_(1e-3)
+    with pytest.raises(ValueError, match="different evaluation.*weights"):
+        evaluate(retrained, x, y, attacks=[pgd()], state_file=state, **kwargs)
     state.write_text("{not json")
     with pytest.raises(ValueError, match="not a spikeshield evaluation state"):
         evaluate(trained_lenet, x, y, attacks=[pgd()], state_file=state, **kwargs)
@@ -113,3 +120,20 @@ def test_autoattack_by_name_keeps_its_own_eot_on_a_stochastic_model():
     assert result.attacks["apgd-ce"]["eot"] == result.attacks["apgd-dlr"]["eot"] == RAND_EOT
     assert result.attacks["fgsm"]["eot"] == 10  # registry attacks: DEFAULT_EOT
     assert result.cascade
+
+
+def test_state_file_saves_and_restores_the_cuda_random_state(monkeypatch, tmp_path):
+    """Where CUDA is in use its random states travel with the CPU one (simulated: this machine has no GPU)."""
+    from spikeshield.evaluation.resume import EvalState
+
+    cuda_states = [torch.arange(16, dtype=torch.uint8), torch.arange(16, 32, dtype=torch.uint8)]
+    restored: list[list[torch.Tensor]] = []
+    for name, fake in (("is_available", lambda: True), ("is_initialized", lambda: True), ("device_count", lambda: 2),
+                       ("get_rng_state_all", lambda: cuda_states), ("set_rng_state_all", restored.append)):
+        monkeypatch.setattr(torch.cuda, name, fake)
+    EvalState("run").save(tmp_path / "state.json")
+    EvalState.load_or_new(tmp_path / "state.json", "run").restore_rng()
+    assert len(restored) == 1 and all(torch.equal(a, b) for a, b in zip(restored[0], cuda_states, strict=True))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="more CUDA devices"):
+        EvalState.load_or_new(tmp_path / "state.json", "run").restore_rng()

@@ -1,6 +1,7 @@
-"""Command line: ``spikeshield train | eval | audit | sweep | transfer | agcs | data | list``.
+"""Command line: ``spikeshield train | eval | check | audit | sweep | transfer | agcs | data | list``.
 
     spikeshield train --config configs/quick.yaml
+    spikeshield check --checkpoint runs/quick/model --n-examples 500    # naive vs honest, the gap, the audit's flags
     spikeshield eval --checkpoint runs/quick/model --eps 8/255 --n-examples 1000   # autoattack + snn-adaptive
     spikeshield eval --checkpoint runs/quick/model --attacks fgsm,pgd7,apgd-ce@rga --no-clamp
     spikeshield audit --checkpoint runs/quick/model --eps 8/255 --n-examples 256
@@ -57,7 +58,7 @@ def _eval(args: argparse.Namespace) -> None:
     attacks = _eval_attacks(args, model, eps)
     result = evaluate(model, x, y, attacks=attacks, eps=eps, batch_size=args.batch_size, seed=args.seed,
                       progress=not args.no_progress, eot=args.eot, grad=args.gradient, clamp=args.clamp,
-                      cascade=args.cascade, state_file=args.state_file, command=command)
+                      cascade=args.cascade, state_file=args.state_file, command=command, score_draws=args.score_draws)
     print_table(result)
     out = _out_dir(args)
     result.save_json(out / "eval.json")
@@ -65,14 +66,16 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
 
 
-def _eval_attacks(args: argparse.Namespace, model, eps: float) -> list:
-    """``--attacks`` as evaluate takes it; by default AutoAttack plus, for an SNN, ``snn-adaptive``. An
-    ``snn-adaptive`` suite is tuned on the last ``--tune-examples`` training images (never the test set)."""
-    from spikeshield.attacks.adaptive import SNNAdaptive, has_spiking_neurons
-    from spikeshield.attacks.ensemble import suite_version
+def _eval_attacks(args: argparse.Namespace, model, eps: float, names: str | None = None) -> list:
+    """``names`` (default ``--attacks``) as evaluate takes it; by default AutoAttack plus, for an SNN,
+    ``snn-adaptive``. An ``snn-adaptive`` suite is tuned on the last ``--tune-examples`` training images (never the
+    test set)."""
+    from spikeshield.attacks.adaptive import SNNAdaptive
+    from spikeshield.attacks.registry import suite_version
     from spikeshield.data import load_dataset
+    from spikeshield.neurons.base import has_spiking_neurons
 
-    names = args.attacks or ("autoattack,snn-adaptive" if has_spiking_neurons(model) else "autoattack")
+    names = names or args.attacks or ("autoattack,snn-adaptive" if has_spiking_neurons(model) else "autoattack")
     attacks: list = []
     for name in (n.strip() for n in names.split(",") if n.strip()):
         if not name.lower().replace("_", "-").startswith("snn-adaptive"):
@@ -84,7 +87,8 @@ def _eval_attacks(args: argparse.Namespace, model, eps: float) -> list:
             tail = slice(len(train) - min(args.tune_examples, len(train)), len(train))
             tune_on = (train.gather(tail).float().div_(255).to(args.device), train.labels[tail].to(args.device))
         attacks.append(SNNAdaptive(model, eps, preset=suite_version(name) or "standard", tune_on=tune_on,
-                                   eot=args.eot, clamp=args.clamp))
+                                   eot=getattr(args, "eot", None), clamp=getattr(args, "clamp", True),
+                                   score_draws=getattr(args, "score_draws", None)))
     return attacks
 
 
@@ -97,13 +101,71 @@ def _audit(args: argparse.Namespace) -> None:
     optional = {k: v for k, v in (("n_random", args.n_random), ("n_queries", args.n_queries)) if v is not None}
     model, x, y, command = _load_for_attack(args)
     report = audit(model, x, y, eps=eps, attacks=args.attacks, blackbox=blackbox, eot=args.eot, seed=args.seed,
-                   progress=not args.no_progress, batch_size=args.batch_size, command=command, **optional)
+                   progress=not args.no_progress, batch_size=args.batch_size, command=command,
+                   score_draws=args.score_draws, **optional)
     print(report.table(), end="")
     print(f"flags raised: {', '.join(sorted(report.flags)) or 'none'}")
     out = _out_dir(args)
     report.save_json(out / "audit.json")
     report.save_markdown(out / "audit.md")
     print(f"wrote {out / 'audit.json'} and {out / 'audit.md'}")
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Naive against honest evaluation on the same images, the gap, and the audit's flags."""
+    from spikeshield.evaluation import audit, evaluate
+    from spikeshield.fileio import atomic_write_text
+    from spikeshield.report import write_report
+    from spikeshield.validation import parse_eps
+
+    eps = parse_eps(args.eps)
+    model, x, y, command = _load_for_attack(args)
+    common = dict(eps=eps, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
+                  command=command)
+    naive = evaluate(model, x, y, attacks=args.naive, cascade=False, **common)
+    honest = evaluate(model, x, y, attacks=_eval_attacks(args, model, eps, args.honest), cascade=True, **common)
+    n_audit = min(args.n_audit, x.shape[0])
+    report = audit(model, x[:n_audit], y[:n_audit], eps=eps, seed=args.seed, progress=not args.no_progress,
+                   batch_size=args.batch_size, command=command)
+    out = _out_dir(args)
+    naive.save_json(out / "naive.json")
+    honest.save_json(out / "honest.json")
+    report.save_json(out / "audit.json")
+    write_report(honest, out / "honest.md")
+    text = check_summary(naive, honest, report)
+    atomic_write_text(out / "check.md", text)
+    print(text, end="")
+    print(f"wrote {out / 'check.md'}, naive.json, honest.json (+ honest.md) and audit.json")
+
+
+def check_summary(naive, honest, report) -> str:
+    """The side-by-side text of ``spikeshield check``: clean and worst-case accuracy under the naive and the honest
+    attacks, the gap, and the audit's flags with their one-line reasons."""
+    width = 44
+
+    def row(label: str, a: str, b: str) -> str:
+        return f"{label:<14}{a:>{width}}{b:>{width}}\n"
+
+    naive_name = f"naive: {', '.join(naive.robust_acc)} (own surrogate)"
+    honest_name = f"honest: {', '.join(honest.robust_acc)}"
+    gap = 100 * (honest.worst_case_acc - naive.worst_case_acc)
+    lines = [f"Robustness of {_label(honest)} at eps {honest.eps * 255:.3g}/255 on {honest.n_examples} images\n\n",
+             row("", naive_name[:width - 2], honest_name[:width - 2]),
+             row("clean (%)", f"{100 * naive.clean_acc:.1f}", f"{100 * honest.clean_acc:.1f}"),
+             row("worst case (%)", f"{100 * naive.worst_case_acc:.1f}", f"{100 * honest.worst_case_acc:.1f}"),
+             f"\ngap: {gap:+.1f} points: the naive evaluation overstates robust accuracy by {-gap:.1f} points.\n"
+             if gap < 0 else f"\ngap: {gap:+.1f} points.\n",
+             "honest members (cumulative, %): "
+             + ", ".join(f"{k} {100 * v:.1f}" for k, v in honest.robust_acc.items()) + "\n",
+             f"\naudit on {report.n_examples} images: flags raised: {', '.join(sorted(report.flags)) or 'none'}\n"]
+    lines += [f"  - {flag}: {report.evidence[flag]['reason']}\n" for flag in sorted(report.flags)]
+    return "".join(lines)
+
+
+def _label(result) -> str:
+    from spikeshield.report.tables import model_label
+
+    return model_label(result)
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
@@ -120,7 +182,8 @@ def _sweep(args: argparse.Namespace) -> None:
     eps_list = [parse_eps(item.strip(), "--eps-list") for item in args.eps_list.split(",") if item.strip()]
     model, x, y, command = _load_for_attack(args)
     sweep = eps_sweep(model, x, y, attacks=args.attacks, eps_list=eps_list, batch_size=args.batch_size,
-                      seed=args.seed, progress=not args.no_progress, eot=args.eot, command=command)
+                      seed=args.seed, progress=not args.no_progress, eot=args.eot, grad=args.gradient,
+                      clamp=args.clamp, score_draws=args.score_draws, command=command)
     out = _out_dir(args)
     sweep.save_json(out / "sweep.json")
     sweep.plot(out / "sweep.png")
@@ -180,7 +243,7 @@ def _data(args: argparse.Namespace) -> None:
 
 def _list(_: argparse.Namespace) -> None:
     from spikeshield.attacks import ATTACKS
-    from spikeshield.attacks.ensemble import SUITES
+    from spikeshield.attacks.registry import SUITES
     from spikeshield.data import DATASETS
     from spikeshield.encoding import ENCODERS
     from spikeshield.evaluation.audit import CHECKS
@@ -220,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep adversarial images in [0, 1] (the standard threat model); --no-clamp is the "
                         "non-standard unclamped one of some published SNN code, labelled in the report")
     p.add_argument("--eps", default="8/255", help="L-inf budget in pixel units, e.g. 8/255")
-    p.add_argument("--eot", type=int, default=None, help="EOT draws (default: 1, or 10 for stochastic models)")
+    _add_draws(p)
     p.add_argument("--gradient", default=None,
                    help="the attacker's backward pass for names without @: a surrogate (triangle), bptr, rga, ann")
     p.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=None,
@@ -228,6 +291,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-file", default=None,
                    help="JSON progress file: an interrupted evaluation resumes from it with the same result")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("check", help="naive vs honest robustness side by side, the gap and the audit's flags")
+    _add_model_and_data(p, n_examples=500, writes="check.md, naive.json, honest.json and audit.json")
+    p.add_argument("--eps", default="8/255", help="L-inf budget in pixel units, e.g. 8/255")
+    p.add_argument("--naive", default="fgsm,pgd7",
+                   help="the naive attacks, through the model's own surrogate (default fgsm,pgd7)")
+    p.add_argument("--honest", default="snn-adaptive-quick",
+                   help="the honest protocol, run as a cascade (default snn-adaptive-quick; e.g. "
+                        "autoattack,snn-adaptive for the full default of spikeshield eval)")
+    p.add_argument("--tune-examples", type=int, default=128,
+                   help="training images snn-adaptive tunes ASSG's and HART's parameters on (0: defaults)")
+    p.add_argument("--n-audit", type=int, default=64, help="images the audit runs on (the first of the N)")
+    p.set_defaults(func=_check)
 
     p = sub.add_parser("audit", help="check a checkpoint for gradient obfuscation (docs/flags.md)")
     _add_model_and_data(p, n_examples=256, writes="audit.json and audit.md")
@@ -238,14 +314,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-queries", type=int, default=None, help="query budget of the black-box attack (default 1000)")
     p.add_argument("--n-random", type=int, default=None,
                    help="random points per image in the eps-ball (default 32; 0 skips the check)")
-    p.add_argument("--eot", type=int, default=None, help="EOT draws (default: 1, or 10 for stochastic models)")
+    _add_draws(p)
     p.set_defaults(func=_audit)
 
     p = sub.add_parser("sweep", help="robust accuracy over eps budgets, with a plot and QTE")
     _add_model_and_data(p, n_examples=1000, writes="sweep.json and sweep.png")
     p.add_argument("--attacks", default="fgsm,pgd7", help="comma list of attack names (spikeshield list)")
     p.add_argument("--eps-list", default="0,2/255,4/255,8/255,16/255", help="comma list of budgets")
-    p.add_argument("--eot", type=int, default=None, help="EOT draws (default: 1, or 10 for stochastic models)")
+    _add_draws(p)
+    p.add_argument("--gradient", default=None,
+                   help="the attacker's backward pass for names without @: a surrogate (triangle), bptr, rga, ann")
+    p.add_argument("--clamp", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep adversarial images in [0, 1] (standard); --no-clamp: the non-standard unclamped one")
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("transfer", help="transferability: craft on --source, score on --checkpoint (and source)")
@@ -267,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list models, neurons, surrogates, encoders, attacks, datasets and audit checks")
     p.set_defaults(func=_list)
     return parser
+
+
+def _add_draws(p: argparse.ArgumentParser) -> None:
+    """``--eot`` and ``--score-draws``: how many random draws gradients and verdicts average (stochastic models)."""
+    p.add_argument("--eot", type=int, default=None, help="EOT draws per gradient (default: 1, or 10 for stochastic "
+                                                         "models)")
+    p.add_argument("--score-draws", type=int, default=None,
+                   help="draws behind each verdict, judged by majority vote (default: 1, or 10 for stochastic models)")
 
 
 def _add_model_and_data(p: argparse.ArgumentParser, n_examples: int | None, writes: str) -> None:

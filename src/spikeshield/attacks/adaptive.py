@@ -10,12 +10,16 @@ say so.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 
+from spikeshield import decision
 from spikeshield.attacks.base import Attack
 from spikeshield.attacks.ensemble import RAND_EOT, Suite
+from spikeshield.attacks.registry import make_attack, register_suite
+from spikeshield.neurons.base import has_spiking_neurons
 from spikeshield.validation import unknown_name
 
 #: the surrogate swaps of the standard preset (shape and width; METHODS 7)
@@ -49,13 +53,6 @@ def _split_member(name: str) -> tuple[str, str]:
     return base, grad or "own"
 
 
-def has_spiking_neurons(model: torch.nn.Module) -> bool:
-    """True if ``model`` contains spiking neuron layers (the gradient modes apply to it)."""
-    from spikeshield.neurons import SpikingNeuron
-
-    return any(isinstance(m, SpikingNeuron) for m in model.modules())
-
-
 class SNNAdaptive(Suite):
     """The ``snn-adaptive`` suite: a cascade over (attack x gradient mode) pairs with per-sample worst case.
 
@@ -68,8 +65,9 @@ class SNNAdaptive(Suite):
         members: an explicit list of ``attack@gradient`` registry names instead of a preset.
         tune_on: ``(x, y)`` images to choose HART's ``g`` and ASSG's ``A`` on (:data:`TUNABLE`; e.g. 256 held-out
             training images); None keeps the defaults (the first candidate).
-        eot: EOT draws per gradient; None: :data:`~spikeshield.attacks.ensemble.RAND_EOT` for a stochastic model,
-            else 1.
+        eot: EOT draws per gradient; None: :data:`~spikeshield.attacks.ensemble.RAND_EOT` for a declared
+            stochastic model, else each member's default (:data:`~spikeshield.decision.DEFAULT_EOT` for a model
+            observed to be random, 1 otherwise).
         **kwargs: ``clamp`` (threat model) and ``loss``-free base options of :class:`Attack`.
 
     A model without spiking neurons keeps only the own-gradient members; the ANN-twin members are skipped for a
@@ -97,8 +95,8 @@ class SNNAdaptive(Suite):
         names = list(members if members is not None else PRESETS[preset])
         if not names:
             raise ValueError("snn-adaptive needs at least one member")
-        if eot is None:
-            eot = RAND_EOT if getattr(model, "is_stochastic", False) else 1
+        if eot is None and decision.declared_stochastic(model):
+            eot = RAND_EOT
         super().__init__(model, eps, eot=eot, **kwargs)
         self.preset = preset if members is None else "custom"
         self.skipped: dict[str, str] = {}
@@ -120,9 +118,8 @@ class SNNAdaptive(Suite):
             raise ValueError(f"no snn-adaptive member applies to this model: {self.skipped}")
 
     def _member(self, name: str) -> Attack:
-        from spikeshield.attacks.registry import make_attack
-
-        return make_attack(name, self.model, self.eps, eot=self.eot, clamp=self.clamp)
+        return make_attack(name, self.model, self.eps, eot=self.eot if self._eot_given else None, clamp=self.clamp,
+                           score_draws=self._score_draws_given)
 
     def _tuned_name(self, name: str, tune_on) -> str:
         """``name`` with the tunable parameter of its gradient set: by the lowest robust accuracy of a short run of
@@ -139,9 +136,10 @@ class SNNAdaptive(Suite):
             if hasattr(attack, "steps"):
                 attack.steps = min(attack.steps, TUNE_STEPS)
             x_adv = attack(x, y)
-            with torch.no_grad(), attack.threat_model():
-                scores[value] = (self.model(x_adv).argmax(1) == y.to(x_adv.device)).float().mean().item()
-            self.forward_passes += attack.forward_passes
+            with attack.threat_model():
+                ok, _, images = decision.judge(self.model, x_adv, y.to(x_adv.device), self.score_draws)
+            scores[value] = ok.float().mean().item()
+            self.forward_passes += attack.forward_passes + images
         best = min(candidates, key=lambda v: scores[v])  # ties keep the earlier (default first)
         self.tuned[grad] = {param: best, "tuned": True, "robust_acc": {f"{v:g}": s for v, s in scores.items()},
                             "n_images": int(y.numel()), "steps": TUNE_STEPS}
@@ -149,4 +147,8 @@ class SNNAdaptive(Suite):
 
     def settings(self) -> dict[str, Any]:
         """The preset, every member's settings, the tuned parameters and the skipped members."""
-        return {**super().settings(), "preset": self.preset, "tuned": self.tuned, "skipped": self.skipped}
+        return {**super().settings(), "preset": self.preset, "tuned": self.tuned}
+
+
+register_suite("snn-adaptive", functools.partial(SNNAdaptive, preset="standard"), "standard")
+register_suite("snn-adaptive-quick", functools.partial(SNNAdaptive, preset="quick"), "quick")

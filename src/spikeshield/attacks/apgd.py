@@ -13,25 +13,10 @@ from collections.abc import Callable
 import torch
 
 from spikeshield.attacks.base import Attack, _check_positive_int, check_steps
+from spikeshield.attacks.losses import targeted_dlr_loss
 
 #: weight of the new step against the last move (the paper's alpha = 0.75; 1.0 in the first iteration)
 MOMENTUM = 0.75
-
-
-def targeted_dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample targeted DLR loss ``[B]`` to ascend (Croce & Hein 2020, eq. 6).
-
-    ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)`` with ``z_pi1 >= z_pi2 >= ...`` the sorted logits, ``y`` the
-    true and ``t`` the target class. With exactly 3 classes ``z_pi4`` is taken as ``z_pi3``; fewer is an error.
-    """
-    classes = logits.shape[-1]
-    if classes < 3:
-        raise ValueError(f"the targeted DLR loss needs at least 3 classes; the model has {classes}")
-    z_sorted = logits.sort(dim=1).values
-    low = z_sorted[:, -3] if classes == 3 else 0.5 * (z_sorted[:, -3] + z_sorted[:, -4])
-    z_y = logits.gather(1, y[:, None]).squeeze(1)
-    z_t = logits.gather(1, target[:, None]).squeeze(1)
-    return -(z_y - z_t) / (z_sorted[:, -1] - low + 1e-12)
 
 
 class APGD(Attack):
@@ -92,11 +77,6 @@ class APGD(Attack):
             best.update(idx, *self._run(x[idx], y[idx]))
         return best.x_adv
 
-    def _fooled(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-sample success ``[B]``: misclassified (or, for a targeted attack, classified as the target)."""
-        pred = logits.argmax(1)
-        return pred == y if self.targeted else pred != y
-
     def _random_start(self, x: torch.Tensor) -> torch.Tensor:
         """A random point on the eps-ball's surface (L-inf), clipped to [0, 1] (global torch RNG)."""
         t = 2 * torch.rand_like(x) - 1
@@ -108,7 +88,9 @@ class APGD(Attack):
         ``initial_step * eps``), checkpoints halve it per sample and send stalled samples back to their best point.
 
         Returns ``(x_best, loss_best, fooled, x_fooled)``: the highest-objective point and its objective ``[B]``,
-        whether any iterate fooled the model ``[B]``, and the last iterate that did (valid where ``fooled``).
+        whether any iterate fooled the model ``[B]`` (on a stochastic model: confirmed by the decision rule on fresh
+        draws, :meth:`~spikeshield.attacks.base.Attack.succeeded`), and an iterate that did (valid where ``fooled``;
+        the last one on a deterministic model, the first confirmed one on a stochastic model).
         """
         n = self.steps
         interval, interval_min, interval_decr = max(int(0.22 * n), 1), max(int(0.06 * n), 1), max(int(0.03 * n), 1)
@@ -116,7 +98,7 @@ class APGD(Attack):
 
         x_adv = self._random_start(x)
         loss, logits, grad = self.objective_and_gradient(x_adv, y, loss_fn)
-        fooled = self._fooled(logits, y)
+        fooled = self.succeeded(x_adv, y, logits)
         x_fooled = x_adv.clone()
         x_best, loss_best, grad_best = x_adv.clone(), loss.clone(), grad.clone()
         step = torch.full((x.shape[0],), self.initial_step * self.eps, dtype=x.dtype, device=x.device)
@@ -128,7 +110,12 @@ class APGD(Attack):
             x_adv = self._step(x_adv, grad, step.view(view), x, i, state)
 
             loss, logits, grad = self.objective_and_gradient(x_adv, y, loss_fn)
-            now = self._fooled(logits, y)
+            now = torch.zeros_like(fooled)
+            # a deterministic model keeps its last successful iterate; a random one its first, confirmed on fresh
+            # draws (re-confirming every later iterate would cost score_draws passes per step)
+            todo = (~fooled).nonzero().squeeze(1) if self.stochastic else torch.arange(len(y), device=y.device)
+            if todo.numel():
+                now[todo] = self.succeeded(x_adv[todo], y[todo], logits[todo])
             x_fooled[now] = x_adv[now]
             fooled |= now
             better = loss > loss_best
@@ -148,6 +135,11 @@ class APGD(Attack):
                 x_adv = torch.where(reduce.view(view), x_best, x_adv)
                 grad = torch.where(reduce.view(view), grad_best, grad)
                 interval, since_check = max(interval - interval_decr, interval_min), 0
+        if self.stochastic and fooled.any():  # the highest-loss point instead, where fresh draws confirm it fools
+            idx = fooled.nonzero().squeeze(1)
+            _, logits = self.objective(x_best[idx], y[idx])
+            better = self.succeeded(x_best[idx], y[idx], logits)
+            x_fooled[idx[better]] = x_best[idx[better]]
         return x_best, loss_best, fooled, x_fooled
 
     def _init_state(self, x_adv: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -214,19 +206,18 @@ class APGDT(APGD):
         self.n_target_classes = _check_positive_int(n_target_classes, "n_target_classes")
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """For each target rank, run APGD on the targeted DLR loss on the samples not fooled yet."""
+        """For each target rank, run APGD on the targeted DLR loss on the samples not fooled yet. The targets are
+        ranked once per sample, from the clean logits averaged over the ``eot`` draws."""
         best = _Best(x)
-        for rank in range(self.n_target_classes):
+        _, logits = self.objective(x, y)
+        ranking = logits.scatter(1, y[:, None], float("-inf")).argsort(1, descending=True)  # the true class last
+        for rank in range(min(self.n_target_classes, logits.shape[1] - 1)):
             for _ in range(self.restarts):
                 idx = best.open_indices()
                 if idx.numel() == 0:
                     return best.x_adv
                 xs, ys = x[idx], y[idx]
-                logits = self.logits(xs.repeat(self.eot, *([1] * (x.dim() - 1)))).view(self.eot, len(idx), -1)
-                logits = logits.mean(0).scatter(1, ys[:, None], float("-inf"))  # the true class is no target
-                if rank >= logits.shape[1] - 1:
-                    return best.x_adv
-                target = logits.argsort(1, descending=True)[:, rank]
+                target = ranking[idx, rank]
 
                 def loss_fn(z: torch.Tensor, yy: torch.Tensor, target: torch.Tensor = target) -> torch.Tensor:
                     return targeted_dlr_loss(z, yy, target.repeat(z.shape[0] // target.shape[0]))

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from spikeshield import decision
+from spikeshield.attacks.losses import LOSSES
+from spikeshield.neurons.base import has_spiking_neurons
 from spikeshield.neurons.gradients import (
     MODEL_GRADIENTS,
     BackwardMode,
@@ -30,44 +32,6 @@ from spikeshield.neurons.gradients import (
     mode_parameters,
 )
 from spikeshield.validation import check_eps, check_images, unclamped_pixels, unknown_name
-
-
-def _cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample cross-entropy ``[B]``."""
-    return F.cross_entropy(logits, y, reduction="none")
-
-
-def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample Difference of Logits Ratio ``[B]`` (Croce & Hein, ICML 2020, eq. 5), to be ascended.
-
-    ``DLR = -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)`` with ``z_pi1 >= z_pi2 >= ...`` the sorted logits. It is
-    invariant to shifts and rescalings of the logits. Needs at least 3 classes.
-    """
-    if logits.shape[-1] < 3:
-        raise ValueError(f"the DLR loss needs at least 3 classes; the model has {logits.shape[-1]}: use loss='ce'")
-    z_sorted = logits.sort(dim=1).values
-    z_y = logits.gather(1, y[:, None]).squeeze(1)
-    y_is_top = logits.argmax(1) == y
-    z_other = torch.where(y_is_top, z_sorted[:, -2], z_sorted[:, -1])
-    return -(z_y - z_other) / (z_sorted[:, -1] - z_sorted[:, -3] + 1e-12)
-
-
-def cw_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample Carlini-Wagner margin ``max_{j != y} z_j - z_y`` ``[B]`` (Carlini & Wagner, S&P 2017), to be ascended.
-
-    Positive exactly when the sample is misclassified (ties aside); for a targeted attack (``y`` = targets) the base
-    class descends it, i.e. raises ``z_t`` above every other logit. Needs at least 2 classes.
-    """
-    if logits.shape[-1] < 2:
-        raise ValueError(f"the CW loss needs at least 2 classes; the model has {logits.shape[-1]}")
-    z_y = logits.gather(1, y[:, None]).squeeze(1)
-    others = logits.scatter(1, y[:, None], float("-inf"))
-    return others.max(1).values - z_y
-
-
-#: Per-sample attack losses ``loss(logits [B, classes], y [B]) -> [B]``; the attack ascends their sum.
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "ce": _cross_entropy, "dlr": dlr_loss, "cw": cw_loss}
 
 
 def _check_positive_int(value: Any, name: str) -> int:
@@ -102,20 +66,6 @@ def check_labels(y: torch.Tensor, batch: int, num_classes: int | None, what: str
     return y.long()
 
 
-#: on the CPU a pass over more images than this is slower per image (cache-bound convolutions; LeNet T=5: 8.8 ms per
-#: image at 64, 9.8 at 128, 13.2 at 640; benchmarks/eval_suite.py), so EOT draws are batched only up to it;
-#: accelerators take all draws in one pass
-CPU_IMAGES_PER_PASS = 64
-
-
-def eot_draws_per_pass(draws: int, batch: int, device: torch.device) -> int:
-    """How many of ``draws`` EOT copies of a ``batch`` go through the model together: all of them on an
-    accelerator; on the CPU as many as fit in :data:`CPU_IMAGES_PER_PASS` images (at least one)."""
-    if device.type != "cpu":
-        return draws
-    return max(1, min(draws, CPU_IMAGES_PER_PASS // max(batch, 1)))
-
-
 class Attack:
     """Base class of every L-inf attack: ``x_adv = attack(x, y)``.
 
@@ -126,8 +76,10 @@ class Attack:
         targeted: if True, ``y`` holds target labels and the attack moves towards them.
         eot: Expectation over Transformation draws per gradient (integer >= 1). With ``eot=m`` the batch is
             repeated ``m`` times along the batch dimension (in one forward/backward pass on an accelerator, in
-            passes of at most :data:`CPU_IMAGES_PER_PASS` images on the CPU) and the ``m`` per-draw gradients are
-            averaged; use it for stochastic models (``model.is_stochastic``).
+            passes of at most :data:`~spikeshield.decision.CPU_IMAGES_PER_PASS` images on the CPU) and the ``m``
+            per-draw gradients are averaged. None (default): :data:`~spikeshield.decision.DEFAULT_EOT` for a
+            stochastic model (``model.is_stochastic``, or observed on the first call for a model that declares
+            nothing), else 1.
         grad: backward pass used for the attacker's gradients (DESIGN 6, METHODS 7): None keeps each neuron's
             own surrogate; a surrogate name (``"triangle"``, ``"exponential"``), a ``{"name": ..., param: ...}`` dict
             or a surrogate instance replaces it inside the attack only (see
@@ -142,9 +94,16 @@ class Attack:
         loss: ``"ce"`` (cross-entropy), ``"dlr"`` (difference of logits ratio, >= 3 classes), ``"cw"`` (the
             Carlini-Wagner margin ``max_{j != y} z_j - z_y``) or a callable
             ``loss(logits, y) -> [B]`` per-sample loss.
+        score_draws: draws behind each verdict the attack makes on a stochastic model (has an iterate fooled it?:
+            :func:`spikeshield.decision.judge`, majority over fresh draws); None:
+            :data:`~spikeshield.decision.DEFAULT_SCORE_DRAWS` for a stochastic model, 1 otherwise.
+
+    A gradient mode (``grad``) needs spikeshield spiking neurons to act on: on a model without any it is an error
+    (the model's own gradient would run under the mode's name).
 
     Attributes:
         forward_passes: images sent through the model by this attack so far (EOT draws count separately).
+        stochastic: whether the model is random (declared, or probed on the first call; None until known).
 
     Subclasses implement :meth:`perturb` and may extend :meth:`settings`.
     """
@@ -158,17 +117,23 @@ class Attack:
         eps: float,
         *,
         targeted: bool = False,
-        eot: int = 1,
+        eot: int | None = None,
         grad: str | dict | Gradient | None = None,
         loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "ce",
         clamp: bool = True,
+        score_draws: int | None = None,
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be a callable nn.Module; got {type(model).__name__}")
         self.model = model
         self.eps = check_eps(eps, "eps")
         self.targeted = bool(targeted)
-        self.eot = _check_positive_int(eot, "eot (number of EOT draws)")
+        self.stochastic = decision.declared_stochastic(model)
+        self._eot_given = eot is not None
+        self.eot = _check_positive_int(eot, "eot (number of EOT draws)") if eot is not None else (
+            decision.DEFAULT_EOT if self.stochastic else 1)
+        self._score_draws_given = score_draws
+        self.score_draws = decision.score_draws_for(bool(self.stochastic), score_draws)
         self.grad: Gradient | str | None
         grad_name = grad.get("name") if isinstance(grad, dict) else grad
         if isinstance(grad_name, str) and grad_name in MODEL_GRADIENTS:
@@ -179,6 +144,12 @@ class Attack:
             self.grad = grad_name
         else:
             self.grad = make_gradient(grad)
+            if self.grad is not None and not has_spiking_neurons(model):
+                label = grad_name if isinstance(grad_name, str) else gradient_name(self.grad)
+                raise ValueError(f"grad={label!r} is a backward mode of spikeshield's spiking neurons, but this model "
+                                 f"has none (a model from another framework?): its own gradient would run and be "
+                                 f"recorded as {label!r}. Attack it with grad=None (its own gradient), or convert it "
+                                 f"to spikeshield neurons (spikeshield.adapters, issue 20) to use gradient modes.")
         if callable(loss):
             self.loss_name, self.loss_fn = getattr(loss, "__name__", "custom"), loss
         elif loss in LOSSES:
@@ -198,9 +169,21 @@ class Attack:
         inside ``[x - eps, x + eps]`` and ``[0, 1]``.
         """
         x, y = self._check_inputs(x, y)
+        if self.stochastic is None:
+            self.observe_randomness(x)
         with torch.enable_grad(), self.gradient_context(), self.threat_model():
             x_adv = self.perturb(x, y)
         return self.project(x_adv, x).detach()
+
+    def observe_randomness(self, x: torch.Tensor) -> None:
+        """For a model that does not declare ``is_stochastic``: probe it on ``x``
+        (:func:`spikeshield.decision.is_stochastic`); if random, switch on EOT (unless ``eot`` was given) and k-draw
+        verdicts (unless ``score_draws`` was given)."""
+        with self.threat_model():
+            self.stochastic = decision.is_stochastic(self.model, x)
+        if self.stochastic:
+            self.eot = self.eot if self._eot_given else decision.DEFAULT_EOT
+            self.score_draws = decision.score_draws_for(True, self._score_draws_given)
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The attack's math: return candidate adversarial images (the caller projects them)."""
@@ -218,7 +201,7 @@ class Attack:
         else:
             grad = {"name": gradient_name(self.grad), **dataclasses.asdict(self.grad)}
         return dict(attack=type(self).__name__, eps=self.eps, targeted=self.targeted, eot=self.eot,
-                    grad=grad, loss=self.loss_name, clamp=self.clamp)
+                    grad=grad, loss=self.loss_name, clamp=self.clamp, score_draws=self.score_draws)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "attack")
@@ -251,8 +234,8 @@ class Attack:
         """Gradient of :meth:`loss` with respect to the images ``x_adv`` ``[B, ...]``, averaged over EOT draws.
 
         With ``eot = m`` the batch is repeated along the batch dimension, so several draws share one forward/backward
-        pass (as many as :func:`eot_draws_per_pass` allows), and the per-draw gradients are averaged. Parameters get
-        no ``.grad``.
+        pass (as many as :func:`~spikeshield.decision.draws_per_pass` allows), and the per-draw gradients are
+        averaged. Parameters get no ``.grad``.
         """
         return self.objective_and_gradient(x_adv, y)[2]
 
@@ -275,7 +258,7 @@ class Attack:
         """
         m, batch = self.eot, x_adv.shape[0]
         loss_fn = self.loss_fn if loss_fn is None else loss_fn
-        draws = eot_draws_per_pass(m, batch, x_adv.device)
+        draws = decision.draws_per_pass(m, batch, x_adv.device)
         objective = logits_sum = grad_sum = None
         for start in range(0, m, draws):
             k = min(draws, m - start)
@@ -293,6 +276,56 @@ class Attack:
             else:
                 objective, logits_sum, grad_sum = objective + parts[0], logits_sum + parts[1], grad_sum + parts[2]
         return objective / m, logits_sum / m, grad_sum / m
+
+    def objective(self, x_adv: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample objective ``[B]`` and logits ``[B, classes]`` at ``x_adv``, each the mean over the ``eot`` draws,
+        without a gradient (the value :meth:`objective_and_gradient` would give)."""
+        batch, objective, logits_sum = x_adv.shape[0], 0, 0
+        per_pass = decision.draws_per_pass(self.eot, batch, x_adv.device)
+        with torch.no_grad():
+            for start in range(0, self.eot, per_pass):
+                k = min(per_pass, self.eot - start)
+                logits = self.model(x_adv.repeat(k, *([1] * (x_adv.dim() - 1))))
+                per_sample = self.loss_fn(logits, y.repeat(k))
+                per_sample = -per_sample if self.targeted else per_sample
+                self.forward_passes += k * batch
+                objective = objective + per_sample.view(k, batch).sum(0)
+                logits_sum = logits_sum + logits.view(k, batch, -1).sum(0)
+        return objective / self.eot, logits_sum / self.eot
+
+    def succeeded(self, x_adv: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Per sample ``[B]``: has the attack succeeded at ``x_adv`` (misclassified; targeted: on the target)?
+
+        ``logits`` are the (EOT-averaged) logits at ``x_adv``. On a deterministic model they decide. On a stochastic
+        one a point they call a success is confirmed by the decision rule on fresh draws
+        (:func:`spikeshield.decision.judge` with ``score_draws``), so an attack never stops at a borderline point
+        that a fresh draw would still classify correctly."""
+        pred = logits.argmax(1)
+        hit = pred == y if self.targeted else pred != y
+        if not self.stochastic or not hit.any():
+            return hit
+        idx = hit.nonzero().squeeze(1)
+        correct, _, images = decision.judge(self.model, x_adv[idx], y[idx], self.score_draws, targeted=self.targeted)
+        self.forward_passes += images
+        hit[idx] = ~correct
+        return hit
+
+    def ascend(self, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor,
+               update: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], steps: int) -> torch.Tensor:
+        """Iterate ``x_adv <- update(x_adv, gradient)`` ``steps`` times from ``start`` and return, per sample, the
+        best iterate after a step, never simply the last one: among the iterates that :meth:`succeeded` (confirmed
+        on fresh draws for a stochastic model) the one of highest (EOT-averaged) objective, else the highest-objective
+        iterate of all."""
+        best = _BestIterate(x)
+        x_adv = start
+        for i in range(steps):
+            objective, logits, grad = self.objective_and_gradient(x_adv, y)
+            if i:
+                best.offer(x_adv, objective, self.succeeded(x_adv, y, logits))
+            x_adv = update(x_adv, grad)
+        objective, logits = self.objective(x_adv, y)
+        best.offer(x_adv, objective, self.succeeded(x_adv, y, logits))
+        return best.x
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Project ``x_adv`` into the L-inf eps-ball around ``x`` and into ``[0, 1]`` (unless ``clamp=False``)."""
@@ -320,3 +353,21 @@ class Attack:
         classes = getattr(info, "num_classes", None) or getattr(self.model, "num_classes", None)
         y = check_labels(y, x.shape[0], classes, "target labels" if self.targeted else "labels")
         return x.detach(), y.to(x.device)
+
+
+class _BestIterate:
+    """Per sample, the best iterate of one run: a successful one beats an unsuccessful one; among equals, the higher
+    objective wins."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x.clone()
+        self.done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        self.objective = torch.full((x.shape[0],), float("-inf"), dtype=torch.float64, device=x.device)
+
+    def offer(self, x_adv: torch.Tensor, objective: torch.Tensor, success: torch.Tensor) -> None:
+        """Offer one iterate of the whole batch with its objective and success flags."""
+        objective = objective.double()
+        take = (success & ~self.done) | ((success == self.done) & (objective > self.objective))
+        self.x[take] = x_adv[take]
+        self.objective = torch.where(take, objective, self.objective)
+        self.done |= success

@@ -14,6 +14,9 @@ from spikeshield.attacks.base import Attack, check_step, check_steps
 class BIM(Attack):
     """``steps`` signed-gradient steps of size ``alpha`` from ``x``, each projected into the eps-ball and [0, 1].
 
+    Per sample it returns the highest-loss iterate among those that fooled the model (confirmed on fresh draws for a
+    stochastic model), else the highest-loss iterate.
+
     Args:
         model: classifier on ``[B, C, H, W]`` images in [0, 1].
         eps: L-inf budget in pixel units.
@@ -35,11 +38,9 @@ class BIM(Attack):
         self.alpha = self.eps / self.steps if alpha is None else check_step(alpha)
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Iterate projected signed-gradient steps from ``x``."""
-        x_adv = x
-        for _ in range(self.steps):
-            x_adv = self.project(x_adv + self.alpha * self.input_gradient(x_adv, y).sign(), x)
-        return x_adv
+        """Iterate projected signed-gradient steps from ``x``; keep each sample's best iterate
+        (:meth:`~spikeshield.attacks.base.Attack.ascend`)."""
+        return self.ascend(x, y, x, lambda x_adv, g: self.project(x_adv + self.alpha * g.sign(), x), self.steps)
 
     def settings(self) -> dict:
         """Base settings plus ``alpha`` and ``steps``."""

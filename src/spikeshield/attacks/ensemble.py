@@ -15,13 +15,15 @@ survives all of them.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
 import torch
 
+from spikeshield import decision
 from spikeshield.attacks.base import Attack
-from spikeshield.attacks.registry import make_attack
+from spikeshield.attacks.registry import make_attack, register_suite
 from spikeshield.validation import unknown_name
 
 #: the members of each version: (registry name, settings that differ from the registry's)
@@ -33,47 +35,26 @@ VERSIONS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
 #: EOT draws per gradient of the ``"rand"`` version (the reference's ``eot_iter``)
 RAND_EOT = 20
 
-#: names under which :func:`spikeshield.evaluation.evaluate`, :func:`make_suite` and the CLI accept a suite ->
-#: the AutoAttack version or the ``snn-adaptive`` preset
-SUITES: dict[str, str] = {"autoattack": "auto", "autoattack-standard": "standard", "autoattack-rand": "rand",
-                          "snn-adaptive": "standard", "snn-adaptive-quick": "quick"}
-
-
-def suite_version(name: str) -> str | None:
-    """The version or preset a suite name spells (``"autoattack-rand"`` -> ``"rand"``), or None if not a suite."""
-    return SUITES.get(name.strip().lower().replace("_", "-"))
-
-
-def make_suite(name: str, model, eps: float, **options: Any) -> Suite:
-    """Build the suite ``name`` (a key of :data:`SUITES`): an :class:`AutoAttack` or an
-    :class:`~spikeshield.attacks.adaptive.SNNAdaptive`; ``options`` go to its constructor.
-
-    >>> suite = make_suite("snn-adaptive-quick", model, 8/255)   # doctest: +SKIP
-    """
-    version = suite_version(name)
-    if version is None:
-        raise unknown_name("attack suite", name, SUITES)
-    if name.strip().lower().replace("_", "-").startswith("snn-adaptive"):
-        from spikeshield.attacks.adaptive import SNNAdaptive
-
-        return SNNAdaptive(model, eps, preset=version, **options)
-    return AutoAttack(model, eps, version=version, **options)
-
-
 class Suite(Attack):
     """Several attacks run as one cascade: each member only on the points no member before it fooled.
 
-    Subclasses fill :attr:`members` (``{name: attack}``, in order). Called as an attack, a suite returns per sample
-    the first adversarial point a member finds, else ``x``, and sets ``last_broken_by`` (per sample, the member that
-    fooled it first, or None). ``evaluate`` runs the members as the same cascade with per-member accounting.
+    Subclasses fill :attr:`members` (``{name: attack}``, in order) and may record members they left out in
+    :attr:`skipped` (``{name: reason}``). Called as an attack, a suite runs every point through the cascade (the
+    first member attacks them all) and returns per sample its strongest adversarial point
+    (:class:`~spikeshield.decision.StrongestPoint`: a point the decision rule judges fooled, else the lowest-margin
+    point any member found), never the clean image. A member's success is judged by the decision rule
+    (:func:`~spikeshield.decision.judge`: majority over ``score_draws`` draws, a break confirmed on fresh draws for a
+    stochastic model). ``last_broken_by`` names, per sample, the member that fooled it first (or None).
+    ``evaluate`` runs the members as the same cascade with per-member accounting.
     """
 
     members: dict[str, Attack]
+    skipped: dict[str, str]
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Run the members as a cascade; keep each point's first adversarial example."""
-        x_adv = x.clone()
-        robust = self.logits(x).argmax(1) == y
+        """Run the members as a cascade; return each point's strongest adversarial example."""
+        strongest = decision.StrongestPoint(x)
+        robust = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         broken_by: list[str | None] = [None] * x.shape[0]
         for name, attack in self.members.items():
             todo = robust.nonzero().squeeze(1)
@@ -81,18 +62,21 @@ class Suite(Attack):
                 break
             before = attack.forward_passes
             candidate = attack(x[todo], y[todo])
-            fooled = self.logits(candidate).argmax(1) != y[todo]
             self.forward_passes += attack.forward_passes - before
-            x_adv[todo[fooled]] = candidate[fooled]
-            robust[todo[fooled]] = False
-            for i in todo[fooled].tolist():
+            ok, scores, images = decision.judge(self.model, candidate, y[todo], self.score_draws,
+                                                confirm=bool(self.stochastic))
+            self.forward_passes += images
+            strongest.offer(todo, candidate, ok, scores.margin(y[todo]))
+            robust[todo[~ok]] = False
+            for i in todo[~ok].tolist():
                 broken_by[i] = name
         self.last_broken_by = broken_by
-        return x_adv
+        return strongest.x
 
     def settings(self) -> dict[str, Any]:
-        """The base settings and every member's settings."""
-        return {**super().settings(), "members": {name: attack.settings() for name, attack in self.members.items()}}
+        """The base settings, every member's settings and the members left out (with the reasons)."""
+        return {**super().settings(), "members": {name: attack.settings() for name, attack in self.members.items()},
+                "skipped": dict(getattr(self, "skipped", {}))}
 
 
 class AutoAttack(Suite):
@@ -103,7 +87,8 @@ class AutoAttack(Suite):
         eps: L-inf budget in pixel units.
         version: ``"auto"`` (default: ``"rand"`` for a stochastic model, else ``"standard"``), ``"standard"`` or
             ``"rand"``.
-        eot: EOT draws for the members' gradients; None: :data:`RAND_EOT` for ``"rand"``, 1 for ``"standard"``.
+        eot: EOT draws for the members' gradients; None: :data:`RAND_EOT` for ``"rand"``, else each member's
+            default (:data:`~spikeshield.decision.DEFAULT_EOT` on a stochastic model, 1 otherwise).
         grad: the attacker's backward pass for every gradient member (see :class:`Attack`).
 
     Attributes:
@@ -125,11 +110,12 @@ class AutoAttack(Suite):
             raise ValueError("AutoAttack is untargeted (its APGD-T and FAB-T pick their own target classes)")
         if version not in ("auto", *VERSIONS):
             raise unknown_name("AutoAttack version", version, ("auto", *VERSIONS))
-        stochastic = bool(getattr(model, "is_stochastic", False))
+        stochastic = bool(decision.declared_stochastic(model))
         self.version = ("rand" if stochastic else "standard") if version == "auto" else version
-        if eot is None:
-            eot = RAND_EOT if self.version == "rand" else 1
+        if eot is None and self.version == "rand":
+            eot = RAND_EOT
         super().__init__(model, eps, eot=eot, **kwargs)
+        self.skipped: dict[str, str] = {}
         if stochastic and self.version == "standard":
             warnings.warn("AutoAttack 'standard' on a stochastic model (model.is_stochastic): its attacks see one "
                           "random draw per step, which overstates robustness. Use version='rand' (EOT over 20 "
@@ -140,9 +126,14 @@ class AutoAttack(Suite):
 
     def _member_options(self, key: str) -> dict[str, Any]:
         """Base-class options passed to a member (Square, which uses no gradient, takes no grad)."""
-        common = {"eot": self.eot, "clamp": self.clamp}
+        common = {"eot": self.eot if self._eot_given else None, "clamp": self.clamp,
+                  "score_draws": self._score_draws_given}
         return common if key == "square" else {**common, "grad": self.grad}
 
     def settings(self) -> dict[str, Any]:
         """The suite's version and every member's settings."""
         return {**super().settings(), "version": self.version}
+
+
+for _name, _version in (("autoattack", "auto"), ("autoattack-standard", "standard"), ("autoattack-rand", "rand")):
+    register_suite(_name, functools.partial(AutoAttack, version=_version), _version)

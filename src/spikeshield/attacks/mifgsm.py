@@ -14,6 +14,9 @@ from spikeshield.attacks.base import Attack, check_step, check_steps
 class MIFGSM(Attack):
     """``g <- decay * g + grad / ||grad||_1`` (per sample), ``x_adv <- proj(x_adv + alpha * sign(g))``, from ``x``.
 
+    Per sample it returns the highest-loss iterate among those that fooled the model (confirmed on fresh draws for a
+    stochastic model), else the highest-loss iterate.
+
     Settings in the papers: RandHet-SNN evaluates with alpha 2/255, 5 steps and decay 0.1 (paper) / 1.0 (its code);
     the image-purification paper uses 7 steps of 2/255. The defaults here (alpha 2/255, 5 steps, decay 1.0) are the
     RandHet code's and torchattacks'.
@@ -47,14 +50,17 @@ class MIFGSM(Attack):
             raise ValueError(f"decay (momentum factor) must be a finite number >= 0; got {decay!r}")
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Accumulate L1-normalised gradients into the momentum and step along its sign."""
-        x_adv, momentum = x, torch.zeros_like(x)
-        for _ in range(self.steps):
-            grad = self.input_gradient(x_adv, y)
+        """Accumulate L1-normalised gradients into the momentum and step along its sign; keep each sample's best
+        iterate (:meth:`~spikeshield.attacks.base.Attack.ascend`)."""
+        momentum = torch.zeros_like(x)
+
+        def update(x_adv: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+            nonlocal momentum
             l1 = grad.abs().flatten(1).sum(1).view(-1, *([1] * (x.dim() - 1)))
             momentum = self.decay * momentum + grad / (l1 + 1e-12)
-            x_adv = self.project(x_adv + self.alpha * momentum.sign(), x)
-        return x_adv
+            return self.project(x_adv + self.alpha * momentum.sign(), x)
+
+        return self.ascend(x, y, x, update, self.steps)
 
     def settings(self) -> dict:
         """Base settings plus ``alpha``, ``steps`` and ``decay``."""

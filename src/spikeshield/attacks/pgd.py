@@ -14,6 +14,9 @@ from spikeshield.attacks.base import Attack, check_step, check_steps
 class PGD(Attack):
     """Start uniformly in the eps-ball (optional), then ``steps`` projected signed-gradient steps of size ``alpha``.
 
+    Per sample it returns the highest-loss iterate among those that fooled the model (confirmed on fresh draws for a
+    stochastic model), else the highest-loss iterate, not simply the last one.
+
     Args:
         model: classifier on ``[B, C, H, W]`` images in [0, 1].
         eps: L-inf budget in pixel units.
@@ -37,11 +40,10 @@ class PGD(Attack):
         self.alpha, self.steps, self.random_start = check_step(alpha), check_steps(steps), bool(random_start)
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Iterate projected signed-gradient steps from a random point of the ball (or from ``x``)."""
-        x_adv = self.uniform_start(x) if self.random_start else x
-        for _ in range(self.steps):
-            x_adv = self.project(x_adv + self.alpha * self.input_gradient(x_adv, y).sign(), x)
-        return x_adv
+        """Iterate projected signed-gradient steps from a random point of the ball (or from ``x``); keep each
+        sample's best iterate (:meth:`~spikeshield.attacks.base.Attack.ascend`)."""
+        start = self.uniform_start(x) if self.random_start else x
+        return self.ascend(x, y, start, lambda x_adv, g: self.project(x_adv + self.alpha * g.sign(), x), self.steps)
 
     def settings(self) -> dict:
         """Base settings plus ``alpha``, ``steps`` and ``random_start``."""

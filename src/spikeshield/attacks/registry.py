@@ -39,7 +39,7 @@ precedence over a ``grad=`` override (so ``evaluate(..., grad=...)`` applies to 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +106,46 @@ ATTACKS: dict[str, AttackSpec] = {
     "fab-t": AttackSpec(FAB, {"steps": 100, "restarts": 1, "n_target_classes": 9},
                         "Croce & Hein, ICML 2020; AutoAttack's FAB-T"),
 }
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A registered attack suite: ``build(model, eps, **options)`` and the AutoAttack version or snn-adaptive preset
+    the name spells."""
+
+    build: Callable[..., Attack]
+    version: str
+
+
+#: suite names -> their spec; filled by the modules that define suites (``ensemble``: AutoAttack, ``adaptive``:
+#: snn-adaptive) through :func:`register_suite`, so this module imports none of them
+SUITES: dict[str, SuiteSpec] = {}
+
+
+def register_suite(name: str, build: Callable[..., Attack], version: str) -> None:
+    """Register a suite under ``name`` (lower case, ``-`` separated) for :func:`make_attack` and ``evaluate``."""
+    SUITES[name] = SuiteSpec(build, version)
+
+
+def _suite_key(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def suite_version(name: str) -> str | None:
+    """The version or preset a suite name spells (``"autoattack-rand"`` -> ``"rand"``), or None if not a suite."""
+    spec = SUITES.get(_suite_key(name))
+    return spec.version if spec is not None else None
+
+
+def make_suite(name: str, model: nn.Module, eps: float, **options: Any) -> Attack:
+    """Build the suite ``name`` (a key of :data:`SUITES`, any case, ``_`` or ``-``); ``options`` go to its constructor.
+
+    >>> suite = make_suite("snn-adaptive-quick", model, 8/255)   # doctest: +SKIP
+    """
+    spec = SUITES.get(_suite_key(name))
+    if spec is None:
+        raise unknown_name("attack suite", name, SUITES)
+    return spec.build(model, eps, **options)
+
 
 #: normalised spelling -> registered name
 _BY_KEY = {name.replace("-", "").replace("_", ""): name for name in ATTACKS}
@@ -217,15 +257,13 @@ def make_attack(name: str, model: nn.Module, eps: float, **overrides: Any) -> At
     sets ``grad`` and takes precedence over a ``grad`` override. The returned attack's ``name`` is the
     registry name, with the canonical suffix if one was given.
 
-    A suite name (``"autoattack"``, ``"snn-adaptive"``, ``"snn-adaptive-quick"``; ``ensemble.SUITES``) builds
+    A suite name (``"autoattack"``, ``"snn-adaptive"``, ``"snn-adaptive-quick"``; :data:`SUITES`) builds
     that suite, ``overrides`` going to its constructor.
 
     >>> atk = make_attack("pgd7", model, eps=8/255, eot=10)   # doctest: +SKIP
     >>> atk = make_attack("pgd7@rga", model, eps=8/255)       # atk.name == "pgd7@rga"   # doctest: +SKIP
     >>> suite = make_attack("snn-adaptive", model, eps=8/255)  # every SNN gradient, worst case  # doctest: +SKIP
     """
-    from spikeshield.attacks.ensemble import make_suite, suite_version
-
     if isinstance(name, str) and suite_version(name) is not None:
         return make_suite(name, model, eps, **overrides)
     key, label, gradient = _split(name)

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from spikeshield.attacks.base import Attack, _check_positive_int, cw_loss
+from spikeshield.attacks.base import Attack, _check_positive_int
+from spikeshield.attacks.losses import cw_loss
 
 #: attack losses of :class:`Square` -> the base-class loss whose ascent they are (the margin is minus the CW loss)
 SQUARE_LOSSES = {"margin": "cw", "ce": "ce"}
@@ -124,6 +125,10 @@ class Square(Attack):
         logits = self.logits(x.repeat(m, *([1] * (x.dim() - 1)))).view(m, n, -1).mean(0)
         sign = 1.0 if self.targeted else -1.0  # the base losses are to ascend (untargeted) / descend (targeted)
         margin = sign * cw_loss(logits, y)
+        if self.stochastic and (margin < 0).any():  # a random model: a success counts once fresh draws confirm it
+            hit = margin < 0
+            confirmed = self.succeeded(x[hit], y[hit], logits[hit])
+            margin[hit] = torch.where(confirmed, margin[hit], torch.zeros_like(margin[hit]))
         return margin, sign * self.loss_fn(logits, y)
 
     def _run(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

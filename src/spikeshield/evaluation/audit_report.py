@@ -52,8 +52,9 @@ class AuditReport(JsonRecord):
     ``flags`` holds the raised flags (stored in JSON as a sorted list). ``evidence[check]`` holds, for every check in
     :data:`CHECKS`, a dict with ``raised`` (bool), ``reason`` (one line) and the numbers the check looked at; a
     check that could not run has ``skipped: True`` and is missing from ``checks`` (the checks that ran, in order).
-    Accuracies are fractions in [0, 1]; ``eot`` is the number of EOT draws the gradient attacks used; ``attacks``
-    the settings of the attacks run at ``eps``.
+    Accuracies are fractions in [0, 1]; ``eot`` is the number of EOT draws the gradient attacks used and
+    ``score_draws`` the draws behind each verdict (majority vote); ``attacks`` the settings of the attacks run at
+    ``eps``.
     """
 
     flags: set[str]
@@ -68,6 +69,7 @@ class AuditReport(JsonRecord):
     clean_acc: float
     attacks: dict[str, dict[str, Any]] = field(default_factory=dict)
     time_s: float = 0.0
+    score_draws: int = 1
     spikeshield_version: str = ""
     torch_version: str = ""
     device: str = "cpu"

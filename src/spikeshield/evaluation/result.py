@@ -68,7 +68,8 @@ class EvalResult(JsonRecord):
     """The outcome of :func:`spikeshield.evaluation.evaluate`.
 
     Accuracies are fractions in [0, 1]. ``robust_acc[a]`` counts a sample as robust to attack ``a`` when it is
-    classified correctly clean *and* after the attack (so it never exceeds ``clean_acc``); ``adv_acc[a]`` is the plain
+    classified correctly clean *and* after the attack (for a deterministic model it never exceeds ``clean_acc``; for
+    a random one it is the verdict on the stronger of the two points, see below); ``adv_acc[a]`` is the plain
     accuracy on the adversarial images (it may exceed ``clean_acc`` for a weak or obfuscated attack, which the audit
     uses). ``worst_case_acc`` counts samples correct clean and under every attack; ``mra`` is the minimum of
     ``robust_acc`` over attacks (None without attacks). ``number_forward_passes`` counts images sent through the model
@@ -78,8 +79,17 @@ class EvalResult(JsonRecord):
     counts the clean-correct samples that ``a`` fooled first (in the attack order): for an ensemble, which variant broke
     how many. ``threat_model`` is ``"clamped"`` (standard: ``x_adv`` in [0, 1]), ``"unclamped"`` (non-standard, METHODS
     1) or ``"mixed"``. ``suites`` holds the settings of each suite whose members ran (e.g. the tuned parameters of
-    ``snn-adaptive``). ``per_sample`` holds per-sample correctness flags (``"clean"`` and each attack, adversarial
-    correctness); it is kept out of the JSON unless asked for.
+    ``snn-adaptive``). ``per_sample`` holds the per-sample verdicts of each column (``"clean"``, each attack's
+    robust verdict and ``"worst_case"``); it is kept out of the JSON unless asked for.
+
+    Verdicts follow the decision rule of :mod:`spikeshield.decision`: each is the majority over ``score_draws``
+    draws of the model (1 for a deterministic model; ``stochastic`` says whether the model was declared or observed
+    random). An attack's column judges the stronger of the clean image and the attack's point (in a cascade the
+    strongest point so far) and ``worst_case_acc`` each sample's strongest point of all, on a random model with
+    fresh draws, so the worst case is not a minimum over noisy verdicts. ``expected_acc`` gives, for ``"clean"``,
+    each attack and ``"worst_case"``, the expected (per-draw) accuracy ``acc`` at the judged points with its 95%
+    interval ``[low, high]`` (:func:`~spikeshield.decision.expected_accuracy`); ``per_sample_fraction`` holds each
+    point's fraction of correct draws (kept out of the JSON with ``per_sample``).
     """
 
     model: dict[str, Any]
@@ -106,13 +116,18 @@ class EvalResult(JsonRecord):
     broken_by: dict[str, int] = field(default_factory=dict)
     threat_model: str = "clamped"
     suites: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stochastic: bool = False
+    score_draws: int = 1
+    expected_acc: dict[str, dict[str, float]] = field(default_factory=dict)
     per_sample: dict[str, list[bool]] | None = field(default=None, repr=False)
+    per_sample_fraction: dict[str, list[float]] | None = field(default=None, repr=False)
 
     def to_dict(self, per_sample: bool = False) -> dict[str, Any]:
-        """JSON-ready dict (with ``"schema"``); per-sample flags only if ``per_sample``."""
+        """JSON-ready dict (with ``"schema"``); per-sample flags and fractions only if ``per_sample``."""
         out = {"schema": SCHEMA, **dataclasses.asdict(self)}
         if not per_sample:
             out.pop("per_sample")
+            out.pop("per_sample_fraction")
         return out
 
     @classmethod

@@ -9,7 +9,9 @@ towards the worst case only if it is classified correctly clean and under every 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import os
 import time
 import warnings
@@ -19,14 +21,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from spikeshield import decision
 from spikeshield.attacks.base import Attack, check_labels
-from spikeshield.attacks.registry import make_attack, parse_attack_list
+from spikeshield.attacks.bpda import ANNGradientModel
+from spikeshield.attacks.ensemble import Suite
+from spikeshield.attacks.registry import SUITES, make_attack, make_suite, parse_attack_list, suite_version
+from spikeshield.evaluation.flags import flags_from_result
 from spikeshield.evaluation.result import THREAT_MODELS, EvalResult, provenance
-from spikeshield.evaluation.resume import EvalState, run_fingerprint
-from spikeshield.validation import check_eps
+from spikeshield.evaluation.resume import EvalState, run_fingerprint, weights_hash
+from spikeshield.validation import check_eps, unclamped_pixels
 
 #: EOT draws per gradient used on stochastic models when ``evaluate(..., eot=None)``
-DEFAULT_EOT = 10
+DEFAULT_EOT = decision.DEFAULT_EOT
+
+#: the column of the per-sample worst case in the per-sample records
+WORST = "worst_case"
 
 
 def evaluate(
@@ -46,8 +55,14 @@ def evaluate(
     cascade: bool | None = None,
     state_file: str | os.PathLike | None = None,
     command: str | None = None,
+    score_draws: int | None = None,
 ) -> EvalResult:
     """Clean accuracy, robust accuracy per attack, per-sample worst case and MRA of ``model``.
+
+    Every verdict follows one decision rule (:mod:`spikeshield.decision`, docs/evaluation.md): a point is scored
+    over ``score_draws`` draws and judged by majority vote; the per-sample worst case is judged on each sample's
+    strongest adversarial point (lowest EOT-averaged margin) with fresh draws, not as a minimum over noisy verdicts.
+    For a deterministic model this is plain ``argmax == y`` and "correct under every attack".
 
     Args:
         model: classifier on ``[B, C, H, W]`` images in [0, 1] (a spikeshield model). Its mode is left as it is;
@@ -67,7 +82,8 @@ def evaluate(
             starts and stochastic models are reproducible; this changes the caller's global RNG state.
         progress: show a tqdm progress bar (on stderr).
         eot: EOT draws for the registry attacks; None: 1 for a deterministic model, :data:`DEFAULT_EOT` for a
-            stochastic one (``model.is_stochastic``). A stochastic model attacked with ``eot=1`` gets a warning.
+            stochastic one (``model.is_stochastic``; a model that declares nothing is probed with two calls on the
+            first images, with a warning if they differ). A stochastic model attacked with ``eot=1`` gets a warning.
         grad: backward pass for the registry attacks (see :class:`Attack`); None keeps the model's own.
         clamp: threat model of the registry attacks: True (standard) keeps ``x_adv`` in [0, 1]; False is the
             non-standard unclamped one of some published SNN code (METHODS 1). The result records it
@@ -80,6 +96,8 @@ def evaluate(
         state_file: a JSON file updated after every batch; if it exists (from an interrupted call of the same
             evaluation) the finished batches are skipped and the result equals an uninterrupted run.
         command: the command line that ran the evaluation, recorded in the result and the report.
+        score_draws: draws behind each verdict; None: :data:`~spikeshield.decision.DEFAULT_SCORE_DRAWS` (10) for
+            a stochastic model, 1 otherwise.
 
     Returns:
         :class:`EvalResult` (accuracies as fractions in [0, 1]). Its ``flags`` are the obfuscation flags the
@@ -96,29 +114,40 @@ def evaluate(
         raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
     if n_examples is not None and (not isinstance(n_examples, int) or n_examples < 1):
         raise ValueError(f"n_examples must be a positive integer or None; got {n_examples!r}")
-    stochastic = bool(getattr(model, "is_stochastic", False))
-    named, suites = _build_attacks(model, attacks, eps, eot=eot, grad=grad, clamp=clamp, stochastic=stochastic)
+    device = _device_of(model)
+    batches = _rebatch(x_or_batches, y, batch_size, n_examples)
+    first = next(batches, None)
+    if first is None:
+        raise ValueError("no examples to evaluate: the data is empty")
+    with contextlib.nullcontext() if clamp else unclamped_pixels():
+        stochastic = decision.is_stochastic(model, first[0].to(device))  # probed if the model declares nothing
+    draws = decision.score_draws_for(stochastic, score_draws)
+    named, suites = _build_attacks(model, attacks, eps, eot=eot, grad=grad, clamp=clamp, stochastic=stochastic,
+                                   score_draws=score_draws)
     cascade = bool(suites) if cascade is None else bool(cascade)
     _warn_about(model, named, stochastic)
 
     torch.manual_seed(seed)
-    device = _device_of(model)
     classes = getattr(getattr(model, "info", None), "num_classes", None) or getattr(model, "num_classes", None)
-    fingerprint = run_fingerprint(model=getattr(model, "config", None) or type(model).__name__, eps=eps, seed=seed,
+    fingerprint = run_fingerprint(model=getattr(model, "config", None) or type(model).__name__,
+                                  weights=weights_hash(model), eps=eps, seed=seed, score_draws=draws,
                                   attacks={n: a.settings() for n, a in named.items()}, batch_size=batch_size,
                                   n_examples=n_examples, cascade=cascade, data=_data_fingerprint(x_or_batches, y))
     state = EvalState.load_or_new(state_file, fingerprint)
     if not state.flags:
-        state.flags = {"clean": [], **{name: [] for name in named}}
-        state.passes = {"clean": 0, **{name: 0 for name in named}}
+        columns = ["clean", *named, WORST]
+        state.flags = {name: [] for name in columns}
+        state.adversarial = {name: [] for name in named}
+        state.fractions = {name: [] for name in columns}
+        state.passes = {name: 0 for name in ["clean", *named, WORST]}
         state.seconds = {name: 0.0 for name in named}
     state.restore_rng()
     started = time.perf_counter() - sum(state.seconds.values())
     bar = _progress_bar(progress, x_or_batches, y, n_examples)
     try:
-        for index, (xb, yb) in enumerate(_rebatch(x_or_batches, y, batch_size, n_examples)):
+        for index, (xb, yb) in enumerate(itertools.chain([first], batches)):
             if index >= state.batches_done:
-                _attack_batch(model, named, xb.to(device), yb, eps, classes, cascade, state)
+                _attack_batch(model, named, xb.to(device), yb, eps, classes, cascade, state, draws, stochastic)
                 state.batches_done += 1
                 if state_file is not None:
                     state.save(state_file)
@@ -128,51 +157,97 @@ def evaluate(
     finally:
         bar.close()
     total_s = time.perf_counter() - started
-    if not state.flags["clean"]:
-        raise ValueError("no examples to evaluate: the data is empty")
-    per = {name: torch.tensor(flags, dtype=torch.bool) for name, flags in state.flags.items()}
-    result = _summarise(model, named, eps, seed, per, state.passes, state.seconds, total_s, device, command, cascade)
+    result = _summarise(model, named, eps, seed, state, total_s, device, command, cascade, draws, stochastic)
     result.suites = suites
-    from spikeshield.evaluation.audit import flags_from_result  # the audit builds on evaluate
-
     result.flags = sorted(flags_from_result(result, model))
     return result
 
 
 def _attack_batch(model, named: dict[str, Attack], xb: torch.Tensor, yb: torch.Tensor, eps: float, classes,
-                  cascade: bool, state: EvalState) -> None:
-    """Run the clean pass and every attack on one batch; append the per-sample flags and costs to ``state``."""
+                  cascade: bool, state: EvalState, draws: int, stochastic: bool) -> None:
+    """Run the clean pass and every attack on one batch under the decision rule (:mod:`spikeshield.decision`);
+    append the per-sample verdicts, fractions of correct draws and costs to ``state``.
+
+    Every verdict is the majority over ``draws`` draws. A column judges, per sample, the stronger of the clean image
+    and the attack's point (in a cascade: the strongest point so far) and the worst case the strongest point of all
+    (:class:`~spikeshield.decision.StrongestPoint`). On a stochastic model those verdicts use fresh draws, never the
+    draws that chose the point, and a point leaves a cascade only when two verdicts agree it is broken. On a
+    deterministic model this is exactly "correct clean and under the attack(s)"."""
     yb = check_labels(yb.to(xb.device), xb.shape[0], classes)
-    with torch.no_grad():
-        clean = model(xb).argmax(1) == yb
-    state.passes["clean"] += xb.shape[0]
-    state.flags["clean"] += clean.cpu().tolist()
-    robust = clean.clone()
+    everyone = torch.arange(xb.shape[0], device=xb.device)
+    clean_scores = decision.score(model, xb, draws)
+    clean = clean_scores.wins(yb)
+    state.passes["clean"] += xb.shape[0] * draws
+    _record(state, "clean", clean, clean_scores.fraction(yb))
+    strongest = decision.StrongestPoint(xb)
+    strongest.offer(everyone, xb, clean, clean_scores.margin(yb))
+    robust = clean.clone()  # the points a cascade still attacks
+    if cascade and stochastic and not clean.all():  # a point is skipped only if fresh draws agree it is wrong clean
+        wrong = (~clean).nonzero().squeeze(1)
+        robust[wrong] = decision.score(model, xb[wrong], draws).wins(yb[wrong])
+        state.passes["clean"] += wrong.numel() * draws
+    correct, fraction = clean.clone(), clean_scores.fraction(yb)
     for name, attack in named.items():
-        todo = robust.nonzero().squeeze(1) if cascade else torch.arange(xb.shape[0], device=xb.device)
-        correct = torch.zeros_like(clean)
+        todo = robust.nonzero().squeeze(1) if cascade else everyone
+        if not cascade:
+            correct, fraction = torch.zeros_like(clean), torch.zeros_like(fraction)
+        adversarial = torch.zeros_like(clean)
         if todo.numel():
             t0, before = time.perf_counter(), attack.forward_passes
             x_sub, y_sub = xb[todo], yb[todo]
             x_adv = attack(x_sub, y_sub)
             _check_adversarial(x_adv, x_sub, eps, name, attack.clamp)
-            with torch.no_grad(), attack.threat_model():
-                correct[todo] = model(x_adv).argmax(1) == y_sub
+            with attack.threat_model():
+                scores = decision.score(model, x_adv, draws)
+                verdict, margin = scores.wins(y_sub), scores.margin(y_sub)
+                strongest.offer(todo, x_adv, verdict, margin)
+                if cascade:
+                    point, chosen = strongest.x[todo], strongest.correct[todo]
+                else:
+                    pair = decision.StrongestPoint(x_sub)
+                    pair.offer(everyone[:todo.numel()], x_sub, clean[todo], clean_scores.margin(yb)[todo])
+                    pair.offer(everyone[:todo.numel()], x_adv, verdict, margin)
+                    point, chosen = pair.x, pair.correct
+                images = x_adv.shape[0] * draws
+                if stochastic:  # the column's verdict on fresh draws
+                    fresh = decision.score(model, point, draws)
+                    ok, share = fresh.wins(y_sub), fresh.fraction(y_sub)
+                    images += point.shape[0] * draws
+                else:
+                    ok, share = chosen, chosen.double()
+            correct[todo], fraction[todo], adversarial[todo] = ok, share, verdict
+            if cascade:
+                robust[todo] = ok | chosen
             state.seconds[name] += time.perf_counter() - t0
-            state.passes[name] += attack.forward_passes - before + todo.numel()
-        robust &= correct
-        state.flags[name] += correct.cpu().tolist()
+            state.passes[name] += attack.forward_passes - before + images
+        _record(state, name, correct, fraction)
+        state.adversarial[name] += adversarial.cpu().tolist()
+    final, share = strongest.correct.clone(), strongest.correct.double()
+    judged = robust.nonzero().squeeze(1) if cascade else everyone  # a cascade's skipped points stay broken
+    if stochastic and named and judged.numel():  # the worst case: fresh draws on each sample's strongest point
+        with contextlib.nullcontext() if all(a.clamp for a in named.values()) else unclamped_pixels():
+            fresh = decision.score(model, strongest.x[judged], draws)
+        final[judged], share[judged] = fresh.wins(yb[judged]), fresh.fraction(yb[judged])
+        state.passes[WORST] += judged.numel() * draws
+    elif not named:
+        final, share = clean, clean_scores.fraction(yb)
+    _record(state, WORST, final, share)
+
+
+def _record(state: EvalState, column: str, verdicts: torch.Tensor, fractions: torch.Tensor) -> None:
+    """Append one batch's verdicts and fractions of correct draws to a column of ``state``."""
+    state.flags[column] += verdicts.cpu().tolist()
+    state.fractions[column] += fractions.double().cpu().tolist()
 
 
 # --------------------------------------------------------------------------------------------------------- helpers
-def _build_attacks(model, attacks, eps: float, *, eot: int | None, grad: Any, clamp: bool,
-                   stochastic: bool) -> tuple[dict[str, Attack], dict[str, dict]]:
+def _build_attacks(model, attacks, eps: float, *, eot: int | None, grad: Any, clamp: bool, stochastic: bool,
+                   score_draws: int | None = None) -> tuple[dict[str, Attack], dict[str, dict]]:
     """Registry names, suites or Attack instances -> ``({unique name: attack}, {suite name: its own settings})``.
 
     ``eot=None``: registry attacks get :data:`DEFAULT_EOT` draws on a stochastic model, 1 otherwise; a suite keeps
-    its own default (AutoAttack "rand": 20)."""
-    from spikeshield.attacks.ensemble import SUITES, Suite, make_suite, suite_version
-
+    its own default (AutoAttack "rand": 20). Two attacks are merged (run once) only if they have the same settings
+    and attack the same model."""
     if isinstance(attacks, str):
         attacks = [item for item in attacks.split(",") if item.strip()]
         if not attacks:
@@ -183,7 +258,7 @@ def _build_attacks(model, attacks, eps: float, *, eot: int | None, grad: Any, cl
     suites: dict[str, dict] = {}
     for item in attacks:
         if isinstance(item, str) and suite_version(item) is not None:
-            item = make_suite(item, model, eps, eot=eot, grad=grad, clamp=clamp)
+            item = make_suite(item, model, eps, eot=eot, grad=grad, clamp=clamp, score_draws=score_draws)
         if isinstance(item, Suite):
             suites[item.name] = {k: v for k, v in item.settings().items() if k != "members"}
             members += list(item.members.items())
@@ -193,20 +268,29 @@ def _build_attacks(model, attacks, eps: float, *, eot: int | None, grad: Any, cl
             continue
         (key,) = parse_attack_list([item])
         draws = eot if eot is not None else DEFAULT_EOT if stochastic else 1
-        members.append((None, make_attack(key, model, eps, eot=draws, grad=grad, clamp=clamp)))
+        members.append((None, make_attack(key, model, eps, eot=draws, grad=grad, clamp=clamp,
+                                          score_draws=score_draws)))
     named: dict[str, Attack] = {}
     for given, attack in members:
         if abs(attack.eps - eps) > 1e-12:
             raise ValueError(f"attack {attack.name!r} has eps = {attack.eps} but the evaluation eps is {eps}: "
                              f"build it with the same eps")
         base = given or attack.name
-        if base in named and named[base].settings() == attack.settings():
+        if base in named and named[base].settings() == attack.settings() and _same_target(named[base], attack):
             continue  # the same attack again (e.g. APGD-CE in AutoAttack and in snn-adaptive): run it once
         name, k = base, 2
         while name in named:
             name, k = f"{base}_{k}", k + 1
         named[name] = attack
     return named, suites
+
+
+def _same_target(a: Attack, b: Attack) -> bool:
+    """Whether two attacks query the same model objects (the attacked model, and a transfer attack's source)."""
+    def targets(attack: Attack) -> tuple[int, ...]:
+        model = attack.model.classifier if isinstance(attack.model, ANNGradientModel) else attack.model
+        return id(model), id(getattr(attack, "source", None))
+    return targets(a) == targets(b)
 
 
 def _data_fingerprint(data, y) -> Any:
@@ -311,13 +395,13 @@ def _check_adversarial(x_adv: torch.Tensor, x: torch.Tensor, eps: float, name: s
         raise RuntimeError(f"attack {name!r} left the eps-ball or [0, 1] (max perturbation {gap:.6g} > {eps:.6g})")
 
 
-def _summarise(model, named, eps, seed, per, passes, seconds, total_s, device, command, cascade) -> EvalResult:
-    """Turn per-sample flags into the result record."""
+def _summarise(model, named, eps, seed, state: EvalState, total_s, device, command, cascade, draws: int,
+               stochastic: bool) -> EvalResult:
+    """Turn the per-sample verdicts and fractions of correct draws into the result record."""
+    per = {name: torch.tensor(flags, dtype=torch.bool) for name, flags in state.flags.items()}
     clean = per["clean"]
-    robust = {name: clean & per[name] for name in named}
-    worst = clean.clone()
-    for flag in robust.values():
-        worst &= flag
+    robust = {name: per[name] for name in named}  # each column's verdict already weighs the clean image
+
     def share(flag: torch.Tensor) -> float:  # exact count / n in double precision, not a float32 mean
         return int(flag.sum()) / flag.numel()
 
@@ -329,20 +413,21 @@ def _summarise(model, named, eps, seed, per, passes, seconds, total_s, device, c
     clamps = {getattr(attack, "clamp", True) for attack in named.values()}
     config = dict(getattr(model, "config", None) or {"name": type(model).__name__})
     info = getattr(model, "info", None)
+    passes = dict(state.passes)
     return EvalResult(
         model=config,
         dataset=str(config.get("dataset") or getattr(info, "name", "unknown")),
         eps=eps,
         clean_acc=share(clean),
         robust_acc=robust_acc,
-        adv_acc={name: share(per[name]) for name in named},
-        worst_case_acc=share(worst),
+        adv_acc={name: share(torch.tensor(state.adversarial[name], dtype=torch.bool)) for name in named},
+        worst_case_acc=share(per[WORST]),
         mra=min(robust_acc.values()) if robust_acc else None,
         n_examples=int(clean.numel()),
         seeds=[int(seed)],
         number_forward_passes={**passes, "total": sum(passes.values())},
         attacks={name: attack.settings() for name, attack in named.items()},
-        time_s={**seconds, "total": total_s},
+        time_s={**state.seconds, "total": total_s},
         flags=[],
         **provenance(device),
         command=command,
@@ -350,4 +435,9 @@ def _summarise(model, named, eps, seed, per, passes, seconds, total_s, device, c
         cascade=cascade,
         broken_by=broken_by,
         threat_model=THREAT_MODELS[clamps.pop()] if len(clamps) == 1 else "mixed" if clamps else THREAT_MODELS[True],
+        stochastic=stochastic,
+        score_draws=draws,
+        expected_acc={name: decision.expected_accuracy(values, draws) for name, values in state.fractions.items()},
+        per_sample_fraction={name: list(values) for name, values in state.fractions.items()},
     )
+

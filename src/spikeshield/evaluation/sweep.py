@@ -40,9 +40,10 @@ class SweepResult(JsonRecord):
     ``robust_acc[a][i]`` is attack ``a``'s robust accuracy (correct clean and after the attack, a fraction) at
     ``eps[i]``; at eps = 0 it is the clean accuracy (no attack is run there). ``worst_case_acc[i]`` counts samples
     correct clean and under every attack at ``eps[i]``. ``clean_acc`` is the clean accuracy of the eps = 0 run (of
-    the first run if the sweep has no eps = 0). ``results`` keeps the full :class:`EvalResult` of each eps (without
-    per-sample flags), so one budget can be tabled or turned into a paper-style QTE with
-    :func:`~spikeshield.evaluation.qte_from_result`.
+    the first run if the sweep has no eps = 0). ``stochastic``, ``score_draws`` (draws behind each verdict),
+    ``eot`` (EOT draws of each attack) and ``threat_model`` record how the sweep was judged. ``results`` keeps the
+    full :class:`EvalResult` of each eps (without per-sample flags), so one budget can be tabled or turned into a
+    paper-style QTE with :func:`~spikeshield.evaluation.qte_from_result`.
     """
 
     model: dict[str, Any]
@@ -57,6 +58,10 @@ class SweepResult(JsonRecord):
     number_forward_passes: int
     time_s: float
     results: list[EvalResult] = field(default_factory=list, repr=False)
+    stochastic: bool = False
+    score_draws: int = 1
+    eot: dict[str, int] = field(default_factory=dict)
+    threat_model: str = "clamped"
     spikeshield_version: str = ""
     torch_version: str = ""
     device: str = "cpu"
@@ -123,6 +128,8 @@ def eps_sweep(
     *,
     eot: int | None = None,
     grad: Any = None,
+    clamp: bool = True,
+    score_draws: int | None = None,
     n_examples: int | None = None,
     command: str | None = None,
 ) -> SweepResult:
@@ -136,13 +143,14 @@ def eps_sweep(
         x: images ``[N, C, H, W]`` (with labels ``y``) or a re-iterable of ``(x, y)`` batches such as a
             DataLoader (it is read once per eps; a one-shot generator is refused).
         y: labels for tensor input.
-        attacks: registry names (a list or ``"fgsm,pgd7"``) or factories ``(model, eps) -> Attack`` (e.g.
-            ``lambda m, e: make_attack("pgd7", m, e, steps=3)``); a factory's attacks get no ``eot``/``grad``
-            from here. Attacks are named as in :func:`evaluate`.
+        attacks: registry names (a list or ``"fgsm,pgd7"``, gradient suffixes such as ``"pgd7@rga"`` included)
+            or factories ``(model, eps) -> Attack`` (e.g. ``lambda m, e: make_attack("pgd7", m, e, steps=3)``); a
+            factory's attacks get no ``eot``/``grad``/``clamp`` from here. Attacks are named as in :func:`evaluate`.
         eps_list: budgets in pixel units (each in [0, 1], at least two distinct values, one of them > 0); they
             are run and reported in ascending order.
-        batch_size, seed, progress, eot, grad, n_examples: as in :func:`evaluate`; each eps is evaluated
-            with the same ``seed``, so random starts repeat across budgets.
+        batch_size, seed, progress, eot, grad, clamp, score_draws, n_examples: as in :func:`evaluate` (``eot``,
+            ``grad`` and ``clamp`` build the named attacks; ``score_draws`` and the decision rule judge every
+            budget); each eps is evaluated with the same ``seed``, so random starts repeat across budgets.
         command: the command line, recorded in the result.
 
     Returns:
@@ -152,12 +160,12 @@ def eps_sweep(
     >>> sweep.plot("sweep.png")                                                             # doctest: +SKIP
     """
     eps_values = _check_eps_list(eps_list)
-    factories = _attack_factories(attacks)
+    factories = _attack_factories(attacks, eot=eot, grad=grad, clamp=clamp, score_draws=score_draws)
     if not isinstance(x, torch.Tensor) and iter(x) is x:
         raise ValueError("eps_sweep reads the data once per eps: pass a tensor, a list of batches or a DataLoader, "
                          "not a one-shot iterator or generator")
-    common = dict(batch_size=batch_size, seed=seed, progress=progress, eot=eot, grad=grad,
-                  n_examples=n_examples, command=command)
+    common = dict(batch_size=batch_size, seed=seed, progress=progress, eot=eot, grad=grad, clamp=clamp,
+                  score_draws=score_draws, n_examples=n_examples, command=command)
     results: list[EvalResult] = []
     for eps in eps_values:
         built = [] if eps == 0 else [make(model, eps) for make in factories]
@@ -179,8 +187,11 @@ def _check_eps_list(eps_list: Sequence[float]) -> list[float]:
     return values
 
 
-def _attack_factories(attacks: str | Sequence[AttackLike]) -> list[Callable[[nn.Module, float], Attack]]:
-    """Registry names or factories -> factories ``(model, eps) -> Attack``."""
+def _attack_factories(attacks: str | Sequence[AttackLike],
+                      **options: Any) -> list[Callable[[nn.Module, float], Attack]]:
+    """Registry names or factories -> factories ``(model, eps) -> Attack``; ``options`` (``eot``, ``grad``,
+    ``clamp``, ``score_draws``) build the named ones (None values are left to the attack's defaults)."""
+    options = {k: v for k, v in options.items() if v is not None}
     if isinstance(attacks, str):
         attacks = parse_attack_list(attacks)
     if isinstance(attacks, Attack) or not isinstance(attacks, Iterable):
@@ -190,7 +201,7 @@ def _attack_factories(attacks: str | Sequence[AttackLike]) -> list[Callable[[nn.
     for item in attacks:
         if isinstance(item, str):
             (key,) = parse_attack_list([item])
-            out.append(lambda model, eps, key=key: make_attack(key, model, eps))
+            out.append(lambda model, eps, key=key: make_attack(key, model, eps, **options))
         elif isinstance(item, Attack):
             raise TypeError(f"attack {item.name!r} is an Attack instance with a fixed eps; pass its registry name "
                             f"or a factory such as lambda model, eps: {type(item).__name__}(model, eps, ...)")
@@ -228,6 +239,10 @@ def _collect(results: list[EvalResult], eps_values: list[float], seed: int, comm
         number_forward_passes=sum(r.number_forward_passes["total"] for r in results),
         time_s=sum(r.time_s["total"] for r in results),
         results=results,
+        stochastic=first.stochastic,
+        score_draws=first.score_draws,
+        eot={name: int(settings.get("eot", 1)) for name, settings in attacked[0].attacks.items()},
+        threat_model=attacked[0].threat_model,
         spikeshield_version=first.spikeshield_version,
         torch_version=first.torch_version,
         device=first.device,

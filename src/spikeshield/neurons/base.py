@@ -108,3 +108,10 @@ def _detached(state: Any) -> Any:
     if isinstance(state, tuple | list):
         return type(state)(_detached(v) for v in state)
     return state
+
+
+def has_spiking_neurons(model: Any) -> bool:
+    """True if ``model`` is an ``nn.Module`` containing spikeshield spiking neurons (the layers the attacker's
+    gradient modes act on)."""
+    modules = getattr(model, "modules", None)
+    return callable(modules) and any(isinstance(m, SpikingNeuron) for m in modules())

@@ -55,9 +55,12 @@ def _columns(results: list[EvalResult]) -> list[str]:
 
 
 def _rows(results: list[EvalResult]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells (accuracies in %) shared by the markdown and the text table."""
+    """Header and cells (accuracies in %) shared by the markdown and the text table. An attack that ran in a
+    cascade is headed ``<ATTACK> (cumulative)``: its column is the accuracy left after it and every attack before."""
     attacks = _columns(results)
-    header = ["Model", "eps", "Clean", *[a.upper() for a in attacks], "Worst case", "MRA"]
+    cumulative = {a for r in results if r.cascade for a in r.robust_acc}
+    header = ["Model", "eps", "Clean", *[a.upper() + (" (cumulative)" if a in cumulative else "") for a in attacks],
+              "Worst case", "MRA"]
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.2f}"
@@ -121,8 +124,13 @@ def write_report(result: EvalResult, path_md: str | os.PathLike, command: str | 
         "",
         markdown_table(result),
         "Robust accuracy counts a sample when it is classified correctly clean and after the attack; the worst case "
-        "counts samples that survive every attack; MRA is the minimum robust accuracy over the attacks.",
+        "counts samples that survive every attack; MRA is the minimum robust accuracy over the attacks."
+        + (" The attacks ran as a cascade (each only on the points still robust after the ones before it), so each "
+           "attack's column is cumulative: the accuracy left after that attack and every attack before it."
+           if result.cascade else ""),
         "",
+        *_decision_lines(result),
+        *_skipped_lines(result),
     ]
     if result.attacks:
         lines += ["## Attacks", "", "| Attack | Settings | Forward passes | Time (s) |", "|---|---|---:|---:|"]
@@ -136,3 +144,28 @@ def write_report(result: EvalResult, path_md: str | os.PathLike, command: str | 
         lines += ["## Command", "", "```", command, "```", ""]
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def _decision_lines(result: EvalResult) -> list[str]:
+    """The decision rule the verdicts used and, per column, the expected (per-draw) accuracy with its interval."""
+    if not result.expected_acc:
+        return []
+    rule = (f"The model is stochastic: every verdict is the majority of {result.score_draws} draws (a tie counts as "
+            f"wrong), and the worst case is judged on each sample's strongest adversarial point with fresh draws."
+            if result.stochastic else "The model is deterministic: every verdict is one forward pass.")
+    lines = ["## Decision rule and expected accuracy", "", rule, "",
+             "| Column | Majority (%) | Expected per draw (%) | 95% interval (%) |", "|---|---:|---:|---|"]
+    majority = {"clean": result.clean_acc, **result.robust_acc, "worst_case": result.worst_case_acc}
+    for name, e in result.expected_acc.items():
+        lines.append(f"| {name} | {100 * majority.get(name, float('nan')):.2f} | {100 * e['acc']:.2f} | "
+                     f"{100 * e['low']:.2f}-{100 * e['high']:.2f} |")
+    return [*lines, ""]
+
+
+def _skipped_lines(result: EvalResult) -> list[str]:
+    """The members each suite left out, with the reason."""
+    skipped = [(suite, name, why) for suite, settings in result.suites.items()
+               for name, why in (settings.get("skipped") or {}).items()]
+    if not skipped:
+        return []
+    return ["## Suite members skipped", "", *[f"- {suite}: {name}: {why}" for suite, name, why in skipped], ""]
