@@ -222,15 +222,14 @@ def _attack_batch(model, named: dict[str, Attack], xb: torch.Tensor, yb: torch.T
             state.passes[name] += attack.forward_passes - before + images
         _record(state, name, correct, fraction)
         state.adversarial[name] += adversarial.cpu().tolist()
-    final, share = strongest.correct.clone(), strongest.correct.double()
-    judged = robust.nonzero().squeeze(1) if cascade else everyone  # a cascade's skipped points stay broken
-    if stochastic and named and judged.numel():  # the worst case: fresh draws on each sample's strongest point
-        with contextlib.nullcontext() if all(a.clamp for a in named.values()) else unclamped_pixels():
-            fresh = decision.score(model, strongest.x[judged], draws)
-        final[judged], share[judged] = fresh.wins(yb[judged]), fresh.fraction(yb[judged])
-        state.passes[WORST] += judged.numel() * draws
-    elif not named:
+    final, share = strongest.correct, strongest.correct.double()
+    if not named:
         final, share = clean, clean_scores.fraction(yb)
+    elif stochastic:  # the worst case: fresh draws on each sample's strongest point (left a cascade or not)
+        with contextlib.nullcontext() if all(a.clamp for a in named.values()) else unclamped_pixels():
+            fresh = decision.score(model, strongest.x, draws)
+        final, share = fresh.wins(yb), fresh.fraction(yb)
+        state.passes[WORST] += xb.shape[0] * draws
     _record(state, WORST, final, share)
 
 
