@@ -27,7 +27,7 @@ data:
 # honest one (snn-adaptive-quick as a cascade), the gap, and the gradient-obfuscation audit's flags.
 run: setup
 	$(VENV)/bin/spikeshield train --config configs/quick.yaml --overwrite
-	$(VENV)/bin/spikeshield check --checkpoint runs/quick/model --eps 8/255 --n-examples 500 --out runs/quick
+	$(VENV)/bin/spikeshield check --checkpoint runs/quick/model --eps 8/255 --n-examples 300 --out runs/quick
 
 test: setup
 	$(PY) -m pytest -q
