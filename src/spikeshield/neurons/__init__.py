@@ -14,6 +14,7 @@ from spikeshield.neurons.gradients import (
     spike,
 )
 from spikeshield.neurons.lif import LIF, LIFParameters, lif_step
+from spikeshield.neurons.randhet import Het, RandHet, RandHetParameters
 from spikeshield.neurons.recording import Recording, record
 from spikeshield.neurons.registry import NEURONS, make_neuron, register_neuron
 from spikeshield.neurons.surrogate import (
@@ -32,7 +33,8 @@ from spikeshield.neurons.talif import TALIF, TALIFParameters
 
 __all__ = [
     "BACKWARD_MODES", "BPTR", "LIF", "NEURONS", "PSC", "RGA", "SURROGATES", "ArcTan", "BackwardMode", "Exponential",
-    "LIFParameters", "RateParameters", "Recording", "Rectangle", "Sigmoid", "SpikingNeuron", "StraightThrough",
-    "Surrogate", "TALIF", "TALIFParameters", "Triangle", "active_mode", "active_surrogate", "gradient_mode",
-    "lif_step", "make_gradient", "make_neuron", "make_surrogate", "psc_kernel", "record", "register_neuron", "spike",
+    "Het", "LIFParameters", "RandHet", "RandHetParameters", "RateParameters", "Recording", "Rectangle", "Sigmoid",
+    "SpikingNeuron", "StraightThrough", "Surrogate", "TALIF", "TALIFParameters", "Triangle", "active_mode",
+    "active_surrogate", "gradient_mode", "lif_step", "make_gradient", "make_neuron", "make_surrogate", "psc_kernel",
+    "record", "register_neuron", "spike",
 ]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from spikeshield.neurons.lif import LIF, LIFParameters
+from spikeshield.neurons.randhet import Het, RandHet, RandHetParameters
 from spikeshield.neurons.synapse import PSC
 from spikeshield.neurons.talif import TALIF, TALIFParameters
 from spikeshield.validation import unknown_name
@@ -45,3 +46,18 @@ def _lif(shape: tuple[int, ...], synapse: PSC | None, steps: int, **params) -> L
 @register_neuron("talif")
 def _talif(shape: tuple[int, ...], synapse: PSC | None, steps: int, **params) -> TALIF:
     return TALIF(shape, steps, TALIFParameters(**params), synapse)
+
+
+@register_neuron("randhet")
+def _randhet(shape: tuple[int, ...], synapse: PSC | None, steps: int, **params) -> RandHet:
+    return RandHet(RandHetParameters(**params, per_step=True), synapse)
+
+
+@register_neuron("randhet_fwd")
+def _randhet_fwd(shape: tuple[int, ...], synapse: PSC | None, steps: int, **params) -> RandHet:
+    return RandHet(RandHetParameters(**params, per_step=False), synapse)
+
+
+@register_neuron("het")
+def _het(shape: tuple[int, ...], synapse: PSC | None, steps: int, **params) -> Het:
+    return Het(shape, synapse=synapse, **params)
