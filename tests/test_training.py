@@ -124,3 +124,14 @@ def test_plot_history_writes_png(tmp_path):
     history = [{"epoch": e, "train_loss": 2.0 / e, "train_acc": 0.3 * e, "test_acc": 0.25 * e} for e in (1, 2, 3)]
     path = plot_history(history, tmp_path / "curves.png", title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_rat_retracts_the_weights_after_every_optimiser_step(tmp_path, monkeypatch):
+    calls = []
+    real = trainer_module.orthogonal_retraction
+    monkeypatch.setattr(trainer_module, "orthogonal_retraction", lambda m, beta: (calls.append(beta), real(m, beta)))
+    cfg = tiny(tmp_path / "rat", optim={"epochs": 1, "rat_beta": 0.004},
+               model={"neuron": "randhet"}, adversarial={"attack": "fgsm", "eps": 4 / 255})
+    result = train(cfg, progress=False)
+    assert calls == [0.004] * 3  # 192 images / batch 64
+    assert result.model.is_stochastic and result.config.optim.rat_beta == 0.004

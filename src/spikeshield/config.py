@@ -123,6 +123,7 @@ class OptimSection(_Section):
     epochs: int = Field(20, ge=1)
     schedule: Literal["cosine", "constant"] = "cosine"
     grad_clip: float | None = Field(None, gt=0)
+    rat_beta: float = Field(0.0, ge=0)  # RAT: orthogonal retraction of every weight after each step (0: off)
 
     @model_validator(mode="after")
     def _nesterov(self) -> OptimSection:

@@ -5,6 +5,7 @@
 """
 
 from spikeshield.training.objectives import OBJECTIVES, cross_entropy, get_objective
+from spikeshield.training.orthogonal import orthogonal_retraction
 from spikeshield.training.trainer import (
     TrainResult,
     clean_accuracy,
@@ -27,6 +28,7 @@ __all__ = [
     "log_epoch",
     "make_optimizer",
     "make_training_attack",
+    "orthogonal_retraction",
     "train",
     "train_from_file",
     "write_checkpoint",

@@ -37,6 +37,7 @@ from spikeshield.config import TrainConfig, load_config
 from spikeshield.data import ImageDataset, batches, load_dataset, make_generator, num_batches
 from spikeshield.fileio import atomic_write_text
 from spikeshield.training.objectives import get_objective
+from spikeshield.training.orthogonal import orthogonal_retraction
 from spikeshield.training.state import join_tensors, split_tensors
 
 STATE_FORMAT = "spikeshield-train-state"
@@ -133,19 +134,22 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int) -> float:
 def make_training_attack(model: nn.Module, cfg: TrainConfig):
     """The attack that crafts the training examples, or None for clean training.
 
-    PGD without ``alpha`` uses ``2.5 * eps / steps`` (Madry et al.); RFGSM without ``alpha`` uses ``eps / 2``.
+    PGD without ``alpha`` uses ``2.5 * eps / steps`` (Madry et al.); RFGSM without ``alpha`` uses ``eps / 2``. On a
+    stochastic model each training example comes from single draws (``eot=1``), as in the RandHet-SNN code, whose
+    ordinary AT is thereby black-box AT over the random parameters; evaluation uses EOT.
     """
     from spikeshield.attacks import FGSM, PGD, RFGSM
 
     a = cfg.adversarial
     if a.attack == "none":
         return None
+    one_draw = {"eot": 1, "score_draws": 1}  # training examples from one draw of a random model, as the papers do
     if a.attack == "fgsm":
-        return FGSM(model, a.eps)
+        return FGSM(model, a.eps, **one_draw)
     if a.attack == "rfgsm":
-        return RFGSM(model, a.eps, alpha=a.alpha)
+        return RFGSM(model, a.eps, alpha=a.alpha, **one_draw)
     alpha = a.alpha if a.alpha is not None else 2.5 * a.eps / a.steps
-    return PGD(model, a.eps, alpha=alpha, steps=a.steps, random_start=a.random_start)
+    return PGD(model, a.eps, alpha=alpha, steps=a.steps, random_start=a.random_start, **one_draw)
 
 
 def _prepare_hosnn(model: nn.Module, cfg: TrainConfig, train_set: ImageDataset, device: torch.device,
@@ -382,6 +386,8 @@ def train(
             if cfg.optim.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             optimizer.step()
+            if cfg.optim.rat_beta:
+                orthogonal_retraction(model, cfg.optim.rat_beta)
             for module in model.modules():  # e.g. TA-LIF keeps theta_v >= 0
                 if hasattr(module, "after_step"):
                     module.after_step()

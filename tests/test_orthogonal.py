@@ -1,0 +1,50 @@
+"""RAT's orthogonal retraction (issue 17, item 4 part): the update rule, the row subsampling, the trainer hook."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from spikeshield.config import TrainConfig
+from spikeshield.training import orthogonal_retraction
+from spikeshield.training.orthogonal import ROW_SUBSAMPLE_MIN, ROW_SUBSAMPLE_SHARE
+
+
+def test_the_retraction_is_the_formula_and_moves_rows_towards_orthonormal():
+    torch.manual_seed(0)
+    conv, fc = nn.Conv2d(3, 8, 3), nn.Linear(20, 10)
+    q, _ = torch.linalg.qr(torch.randn(20, 10))
+    with torch.no_grad():
+        fc.weight.copy_(q.T + 0.05 * torch.randn(10, 20))  # near-orthonormal rows, where the retraction contracts
+    model = nn.Sequential(conv, nn.Flatten(), fc)
+    w_conv, w_fc = conv.weight.detach().view(8, -1).clone(), fc.weight.detach().clone()
+    orthogonal_retraction(model, 0.004)
+    assert torch.allclose(conv.weight.view(8, -1), 1.004 * w_conv - 0.004 * w_conv @ w_conv.T @ w_conv, atol=1e-6)
+    assert torch.allclose(fc.weight, 1.004 * w_fc - 0.004 * w_fc @ w_fc.T @ w_fc, atol=1e-6)
+
+    def off(w: torch.Tensor) -> float:
+        return (w @ w.T - torch.eye(w.shape[0])).norm().item()
+
+    before = off(fc.weight.detach())
+    for _ in range(50):
+        orthogonal_retraction(model, 0.05)
+    assert off(fc.weight.detach()) < 0.5 * before
+    with pytest.raises(ValueError, match="beta"):
+        orthogonal_retraction(model, 0.0)
+
+
+def test_a_wide_linear_layer_updates_a_random_share_of_its_rows():
+    fc = nn.Linear(16, ROW_SUBSAMPLE_MIN)
+    before = fc.weight.detach().clone()
+    torch.manual_seed(1)
+    orthogonal_retraction(fc, 0.01)
+    changed = (fc.weight.detach() != before).any(1)
+    assert int(changed.sum()) == int(ROW_SUBSAMPLE_SHARE * ROW_SUBSAMPLE_MIN)
+
+
+def test_the_config_switches_it_on_after_every_step():
+    cfg = TrainConfig.model_validate({"name": "t", "optim": {"rat_beta": 0.004}})
+    assert cfg.optim.rat_beta == 0.004 and TrainConfig.model_validate({"name": "t"}).optim.rat_beta == 0
+    with pytest.raises(ValueError):
+        TrainConfig.model_validate({"name": "t", "optim": {"rat_beta": -1}})
