@@ -71,7 +71,7 @@ def create_model(
     """Build a registered model.
 
     Args:
-        name: model name (``lenet``, ``vgg5``, ``vgg9``, ``vgg11``, ``vgg16``).
+        name: model name (``lenet``, ``vgg5``, ``vgg9``, ``vgg11``, ``vgg16``, ``resnet19``, ``sew_resnet19``).
         dataset: sets input shape, classes and the normalisation inside the model.
         neuron: neuron name in :data:`spikeshield.neurons.NEURONS`; ``neuron_params`` are passed to it
             (e.g. ``{"tau_m": 5, "surrogate": "sigmoid"}``).

@@ -1,0 +1,96 @@
+"""Spiking ResNet-19s: ``resnet19`` (tdBN, Zheng et al. AAAI 2021) and ``sew_resnet19`` (the RandHet-SNN code's
+SEW-ResNet19, METHODS 2).
+
+Both: a conv3x3-BN-neuron stem of 128 channels, BasicBlock stages of [3, 3, 2] blocks with 128 / 256 / 512 channels
+(stride 2 at the first block of stages 2 and 3), global average pooling, then the readout per step. ``width``
+scales every channel count (e.g. 0.25 for a CPU-sized network).
+
+- ``resnet19``: block ``sn(BN(conv(sn(BN(conv(x))))) + shortcut(x))`` (neuron after the addition), shortcut the
+  identity or conv1x1-BN; an FC-256 hidden layer with a neuron before the readout, as tdBN's ResNet-19.
+- ``sew_resnet19``: block ``sn(BN(conv(sn(BN(conv(x)))))) + shortcut(x)`` (SEW ADD: spikes are added), shortcut
+  the identity or conv1x1-BN-neuron; the readout straight after pooling.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spikeshield.data.info import DatasetInfo
+from spikeshield.models.layers import Parts, TimeFold
+from spikeshield.models.registry import register_model
+
+#: (blocks, channels, stride of the first block) per stage
+STAGES: tuple[tuple[int, int, int], ...] = ((3, 128, 1), (3, 256, 2), (2, 512, 2))
+
+
+def _out_size(size: int, stride: int) -> int:
+    """Spatial size after a padded 3x3 (or 1x1) convolution with ``stride``."""
+    return (size - 1) // stride + 1
+
+
+class SpikingBasicBlock(nn.Module):
+    """A residual block on ``[T, B, C, H, W]``: two conv3x3-BN layers with neurons, and a shortcut.
+
+    ``sew=True`` adds the block's spikes to the shortcut's (SEW ADD); otherwise the neuron follows the addition.
+    """
+
+    def __init__(self, channels_in: int, channels: int, stride: int, size_in: int, parts: Parts, sew: bool) -> None:
+        super().__init__()
+        size = _out_size(size_in, stride)
+        shape = (channels, size, size)
+        self.sew = sew
+        self.conv1 = TimeFold(nn.Conv2d(channels_in, channels, 3, stride, 1, bias=False), nn.BatchNorm2d(channels))
+        self.sn1 = parts.activation(shape)
+        self.conv2 = TimeFold(nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
+        self.sn2 = parts.activation(shape)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or channels_in != channels:
+            down = TimeFold(nn.Conv2d(channels_in, channels, 1, stride, bias=False), nn.BatchNorm2d(channels))
+            self.shortcut = nn.Sequential(down, parts.activation(shape)) if sew else down
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        out = self.conv2(self.sn1(self.conv1(x)))
+        if self.sew:
+            return self.sn2(out) + self.shortcut(x)
+        return self.sn2(out + self.shortcut(x))
+
+
+def resnet19_body(info: DatasetInfo, parts: Parts, width: float, sew: bool) -> nn.Sequential:
+    """The ResNet-19 body for ``info``'s images; ``width`` scales the channel counts (> 0)."""
+    if not width > 0:
+        raise ValueError(f"width (channel multiplier) must be > 0; got {width!r}")
+
+    def scaled(c: int) -> int:
+        return max(1, round(c * width))
+
+    stem = scaled(STAGES[0][1])
+    size = info.size
+    layers: list[nn.Module] = [TimeFold(nn.Conv2d(info.channels, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem)),
+                               parts.activation((stem, size, size))]
+    channels = stem
+    for blocks, base, stride in STAGES:
+        for i in range(blocks):
+            s = stride if i == 0 else 1
+            layers.append(SpikingBasicBlock(channels, scaled(base), s, size, parts, sew))
+            channels, size = scaled(base), _out_size(size, s)
+    pool = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    if sew:
+        layers.append(TimeFold(*pool, nn.Linear(channels, info.num_classes)))
+    else:
+        hidden = scaled(256)
+        layers += [TimeFold(*pool, nn.Linear(channels, hidden)), parts.activation((hidden,)),
+                   TimeFold(nn.Linear(hidden, info.num_classes))]
+    return nn.Sequential(*layers)
+
+
+@register_model("resnet19")
+def resnet19(info: DatasetInfo, parts: Parts, width: float = 1.0) -> nn.Sequential:
+    """ResNet-19 (tdBN): neuron after each residual addition, FC-256 before the readout."""
+    return resnet19_body(info, parts, width, sew=False)
+
+
+@register_model("sew_resnet19")
+def sew_resnet19(info: DatasetInfo, parts: Parts, width: float = 1.0) -> nn.Sequential:
+    """SEW-ResNet19 (RandHet-SNN's network): spikes added at each block (SEW ADD), readout after pooling."""
+    return resnet19_body(info, parts, width, sew=True)
