@@ -48,3 +48,26 @@ def test_the_config_switches_it_on_after_every_step():
     assert cfg.optim.rat_beta == 0.004 and TrainConfig.model_validate({"name": "t"}).optim.rat_beta == 0
     with pytest.raises(ValueError):
         TrainConfig.model_validate({"name": "t", "optim": {"rat_beta": -1}})
+
+
+def test_fgsm_with_a_small_random_start_for_randhet_training():
+    """RandHet-SNN's AT: FGSM from a uniform start within eps / 10, the result inside the eps-ball."""
+    from spikeshield.attacks import FGSM
+    from spikeshield.models import create_model
+    from spikeshield.training import make_training_attack
+
+    model = create_model("lenet", dataset="fashion_mnist", neuron="randhet", T=2).eval()
+    x, y = torch.rand(4, 1, 28, 28), torch.arange(4)
+    eps = 4 / 255
+    torch.manual_seed(0)
+    a = FGSM(model, eps, start=eps / 10, eot=1)(x, y)
+    torch.manual_seed(0)
+    b = FGSM(model, eps, start=eps / 10, eot=1)(x, y)
+    assert torch.equal(a, b) and (a - x).abs().max() <= eps + 1e-7
+    assert FGSM(model, eps, start=eps / 10).settings()["start"] == pytest.approx(eps / 10)
+    with pytest.raises(ValueError, match="exceed eps"):
+        FGSM(model, eps, start=2 * eps)
+    cfg = TrainConfig.model_validate({"name": "t", "model": {"neuron": "randhet"},
+                                      "adversarial": {"attack": "fgsm", "eps": "4/255", "start": "0.4/255"}})
+    attack = make_training_attack(model, cfg)
+    assert attack.start == pytest.approx(0.4 / 255) and attack.eot == 1 and attack.score_draws == 1

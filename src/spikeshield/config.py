@@ -140,6 +140,7 @@ class AdversarialSection(_Section):
     alpha: Annotated[float | None, BeforeValidator(_alpha)] = None
     steps: int = Field(7, ge=1)
     random_start: bool = True
+    start: Eps = 0.0  # fgsm: radius of a uniform random start (RandHet-SNN's AT: eps / 10)
     generate_in: Literal["eval", "train"] = "eval"
 
     @model_validator(mode="after")

@@ -145,7 +145,7 @@ def make_training_attack(model: nn.Module, cfg: TrainConfig):
         return None
     one_draw = {"eot": 1, "score_draws": 1}  # training examples from one draw of a random model, as the papers do
     if a.attack == "fgsm":
-        return FGSM(model, a.eps, **one_draw)
+        return FGSM(model, a.eps, start=a.start, **one_draw)
     if a.attack == "rfgsm":
         return RFGSM(model, a.eps, alpha=a.alpha, **one_draw)
     alpha = a.alpha if a.alpha is not None else 2.5 * a.eps / a.steps
