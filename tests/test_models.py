@@ -38,8 +38,10 @@ def test_vgg_shapes_every_parameter_gets_a_gradient(name, dataset, size):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_ann_twin_has_identical_parameter_shapes(name):
     kw = dict(dataset="fashion_mnist" if name in ("lenet", "vgg5") else "cifar10")
-    if name != "lenet":
+    if name.startswith("vgg"):
         kw["hidden"] = 32
+    elif name != "lenet":
+        kw["width"] = 0.0625
     snn, ann = create_model(name, **kw), create_model(name, ann=True, **kw)
     assert [p.shape for p in snn.parameters()] == [p.shape for p in ann.parameters()]
     assert ann.T == 1 and not ann.is_stochastic
