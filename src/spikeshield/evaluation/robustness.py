@@ -4,7 +4,9 @@ Two ways to run a list of attacks. By default every attack runs on every sample,
 accuracy is reported (the papers' per-attack columns) and MRA is their minimum. With ``cascade=True`` (AutoAttack's
 way, and the default for an :class:`~spikeshield.attacks.AutoAttack` suite) each attack runs only on the points still
 robust after the ones before it, which costs little more than the strongest member. Either way a sample counts
-towards the worst case only if it is classified correctly clean and under every attack.
+towards the worst case only if it is classified correctly clean and under every attack; for a random model that
+verdict is the decision rule's (:mod:`spikeshield.decision`: majority over fresh draws on the sample's strongest
+adversarial point), not a minimum over noisy single-draw verdicts.
 """
 
 from __future__ import annotations
