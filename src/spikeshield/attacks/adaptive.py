@@ -118,8 +118,7 @@ class SNNAdaptive(Suite):
             raise ValueError(f"no snn-adaptive member applies to this model: {self.skipped}")
 
     def _member(self, name: str) -> Attack:
-        return make_attack(name, self.model, self.eps, eot=self.eot if self._eot_given else None, clamp=self.clamp,
-                           score_draws=self._score_draws_given)
+        return make_attack(name, self.model, self.eps, clamp=self.clamp, **self.draw_options())
 
     def _tuned_name(self, name: str, tune_on) -> str:
         """``name`` with the tunable parameter of its gradient set: by the lowest robust accuracy of a short run of

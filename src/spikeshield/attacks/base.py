@@ -128,12 +128,9 @@ class Attack:
         self.model = model
         self.eps = check_eps(eps, "eps")
         self.targeted = bool(targeted)
-        self.stochastic = decision.declared_stochastic(model)
-        self._eot_given = eot is not None
-        self.eot = _check_positive_int(eot, "eot (number of EOT draws)") if eot is not None else (
-            decision.DEFAULT_EOT if self.stochastic else 1)
+        self._eot_given = None if eot is None else _check_positive_int(eot, "eot (number of EOT draws)")
         self._score_draws_given = score_draws
-        self.score_draws = decision.score_draws_for(bool(self.stochastic), score_draws)
+        self._set_stochastic(decision.declared_stochastic(model))
         self.grad: Gradient | str | None
         grad_name = grad.get("name") if isinstance(grad, dict) else grad
         if isinstance(grad_name, str) and grad_name in MODEL_GRADIENTS:
@@ -180,10 +177,19 @@ class Attack:
         (:func:`spikeshield.decision.is_stochastic`); if random, switch on EOT (unless ``eot`` was given) and k-draw
         verdicts (unless ``score_draws`` was given)."""
         with self.threat_model():
-            self.stochastic = decision.is_stochastic(self.model, x)
-        if self.stochastic:
-            self.eot = self.eot if self._eot_given else decision.DEFAULT_EOT
-            self.score_draws = decision.score_draws_for(True, self._score_draws_given)
+            self._set_stochastic(decision.is_stochastic(self.model, x))
+
+    def _set_stochastic(self, stochastic: bool | None) -> None:
+        """Record whether the model is random (None: not known yet) and the EOT and verdict draws that follow from
+        it, unless they were given."""
+        self.stochastic = stochastic
+        self.eot = self._eot_given or (decision.DEFAULT_EOT if stochastic else 1)
+        self.score_draws = decision.score_draws_for(bool(stochastic), self._score_draws_given)
+
+    def draw_options(self) -> dict[str, int | None]:
+        """``eot`` and ``score_draws`` as given to this attack (None where left to the default), for the members a
+        suite builds: they then resolve their defaults from the model as this attack does."""
+        return {"eot": self._eot_given, "score_draws": self._score_draws_given}
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The attack's math: return candidate adversarial images (the caller projects them)."""
@@ -244,13 +250,15 @@ class Attack:
         x_adv: torch.Tensor,
         y: torch.Tensor,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        gradient: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Per-sample objective, logits and input gradient at ``x_adv`` from EOT-batched passes.
 
         Args:
             x_adv: images ``[B, ...]``.
             y: labels ``[B]`` (targets if ``targeted``).
             loss_fn: per-sample loss ``(logits [m*B, classes], y [m*B]) -> [m*B]``; default the attack's loss.
+            gradient: False skips the backward pass (and returns None for the gradient): see :meth:`objective`.
 
         Returns ``(objective [B], logits [B, classes], grad [B, ...])``, each the mean over the ``eot`` draws and
         detached. ``objective`` is what the attack ascends: the loss, or minus it for a targeted attack;
@@ -259,39 +267,28 @@ class Attack:
         m, batch = self.eot, x_adv.shape[0]
         loss_fn = self.loss_fn if loss_fn is None else loss_fn
         draws = decision.draws_per_pass(m, batch, x_adv.device)
-        objective = logits_sum = grad_sum = None
+        objective = logits_sum = grad_sum = 0
         for start in range(0, m, draws):
             k = min(draws, m - start)
-            x_rep = x_adv.detach().repeat(k, *([1] * (x_adv.dim() - 1))).requires_grad_(True)
-            with frozen_statistics() if start else contextlib.nullcontext():  # ASSG: EOT draws after the first
+            x_rep = x_adv.detach().repeat(k, *([1] * (x_adv.dim() - 1))).requires_grad_(gradient)
+            frozen = frozen_statistics() if start else contextlib.nullcontext()  # ASSG: EOT draws after the first
+            with frozen, torch.set_grad_enabled(gradient):
                 logits = self.model(x_rep)
                 per_sample = loss_fn(logits, y.repeat(k))
                 per_sample = -per_sample if self.targeted else per_sample
-                (grad,) = torch.autograd.grad(per_sample.sum(), x_rep)
+                if gradient:
+                    (grad,) = torch.autograd.grad(per_sample.sum(), x_rep)
+                    grad_sum = grad_sum + grad.view(k, batch, *x_adv.shape[1:]).sum(0)
             self.forward_passes += x_rep.shape[0]
-            parts = (per_sample.detach().view(k, batch).sum(0), logits.detach().view(k, batch, -1).sum(0),
-                     grad.view(k, batch, *x_adv.shape[1:]).sum(0))
-            if objective is None:
-                objective, logits_sum, grad_sum = parts
-            else:
-                objective, logits_sum, grad_sum = objective + parts[0], logits_sum + parts[1], grad_sum + parts[2]
-        return objective / m, logits_sum / m, grad_sum / m
+            objective = objective + per_sample.detach().view(k, batch).sum(0)
+            logits_sum = logits_sum + logits.detach().view(k, batch, -1).sum(0)
+        return objective / m, logits_sum / m, grad_sum / m if gradient else None
 
     def objective(self, x_adv: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample objective ``[B]`` and logits ``[B, classes]`` at ``x_adv``, each the mean over the ``eot`` draws,
         without a gradient (the value :meth:`objective_and_gradient` would give)."""
-        batch, objective, logits_sum = x_adv.shape[0], 0, 0
-        per_pass = decision.draws_per_pass(self.eot, batch, x_adv.device)
-        with torch.no_grad():
-            for start in range(0, self.eot, per_pass):
-                k = min(per_pass, self.eot - start)
-                logits = self.model(x_adv.repeat(k, *([1] * (x_adv.dim() - 1))))
-                per_sample = self.loss_fn(logits, y.repeat(k))
-                per_sample = -per_sample if self.targeted else per_sample
-                self.forward_passes += k * batch
-                objective = objective + per_sample.view(k, batch).sum(0)
-                logits_sum = logits_sum + logits.view(k, batch, -1).sum(0)
-        return objective / self.eot, logits_sum / self.eot
+        objective, logits, _ = self.objective_and_gradient(x_adv, y, gradient=False)
+        return objective, logits
 
     def succeeded(self, x_adv: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Per sample ``[B]``: has the attack succeeded at ``x_adv`` (misclassified; targeted: on the target)?
@@ -316,15 +313,16 @@ class Attack:
         best iterate after a step, never simply the last one: among the iterates that :meth:`succeeded` (confirmed
         on fresh draws for a stochastic model) the one of highest (EOT-averaged) objective, else the highest-objective
         iterate of all."""
-        best = _BestIterate(x)
+        best = decision.StrongestPoint(x)  # a success beats a failure; among equals the higher objective wins
+        everyone = torch.arange(x.shape[0], device=x.device)
         x_adv = start
         for i in range(steps):
             objective, logits, grad = self.objective_and_gradient(x_adv, y)
             if i:
-                best.offer(x_adv, objective, self.succeeded(x_adv, y, logits))
+                best.offer(everyone, x_adv, ~self.succeeded(x_adv, y, logits), -objective)
             x_adv = update(x_adv, grad)
         objective, logits = self.objective(x_adv, y)
-        best.offer(x_adv, objective, self.succeeded(x_adv, y, logits))
+        best.offer(everyone, x_adv, ~self.succeeded(x_adv, y, logits), -objective)
         return best.x
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -354,20 +352,3 @@ class Attack:
         y = check_labels(y, x.shape[0], classes, "target labels" if self.targeted else "labels")
         return x.detach(), y.to(x.device)
 
-
-class _BestIterate:
-    """Per sample, the best iterate of one run: a successful one beats an unsuccessful one; among equals, the higher
-    objective wins."""
-
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x.clone()
-        self.done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        self.objective = torch.full((x.shape[0],), float("-inf"), dtype=torch.float64, device=x.device)
-
-    def offer(self, x_adv: torch.Tensor, objective: torch.Tensor, success: torch.Tensor) -> None:
-        """Offer one iterate of the whole batch with its objective and success flags."""
-        objective = objective.double()
-        take = (success & ~self.done) | ((success == self.done) & (objective > self.objective))
-        self.x[take] = x_adv[take]
-        self.objective = torch.where(take, objective, self.objective)
-        self.done |= success

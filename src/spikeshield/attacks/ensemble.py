@@ -126,8 +126,7 @@ class AutoAttack(Suite):
 
     def _member_options(self, key: str) -> dict[str, Any]:
         """Base-class options passed to a member (Square, which uses no gradient, takes no grad)."""
-        common = {"eot": self.eot if self._eot_given else None, "clamp": self.clamp,
-                  "score_draws": self._score_draws_given}
+        common = {**self.draw_options(), "clamp": self.clamp}
         return common if key == "square" else {**common, "grad": self.grad}
 
     def settings(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def EOT(attack: Attack, draws: int) -> Attack:  # noqa: N802  (a public attack n
         raise TypeError(f"EOT wraps an Attack instance (e.g. EOT(PGD(model, eps), 10)); got {type(attack).__name__}")
     draws = _check_positive_int(draws, "draws (number of EOT draws)")
     wrapped = copy.copy(attack)
-    wrapped.eot = draws
+    wrapped.eot = wrapped._eot_given = draws  # given: a later probe of an undeclared model keeps it
     wrapped.forward_passes = 0
     inner = getattr(wrapped, "source_attack", None)
     if isinstance(inner, Attack):  # Transfer: the gradients are taken by the attack on the source model
