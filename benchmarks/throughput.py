@@ -25,13 +25,14 @@ from torch.nn import functional as F
 
 import spikeshield as ss
 from spikeshield.neurons import LIF, TALIF, SpikingNeuron
+from spikeshield.neurons.randhet import Heterogeneous
 
 
 @contextmanager
 def autograd_step_loop():
-    """Run every LIF and TA-LIF through its step function under autograd instead of the fused kernel (the reference
-    path)."""
-    fused = {neuron: neuron.run for neuron in (LIF, TALIF)}
+    """Run every LIF, TA-LIF and RandHet / Het neuron through its step function under autograd instead of the fused
+    kernel (the reference path)."""
+    fused = {neuron: neuron.run for neuron in (LIF, TALIF, Heterogeneous)}
     for neuron in fused:
         neuron.run = SpikingNeuron.run
     try:

@@ -135,3 +135,55 @@ def test_rat_retracts_the_weights_after_every_optimiser_step(tmp_path, monkeypat
     result = train(cfg, progress=False)
     assert calls == [0.004] * 3  # 192 images / batch 64
     assert result.model.is_stochastic and result.config.optim.rat_beta == 0.004
+
+
+def test_checkpoint_selection_scores_held_out_training_images_never_the_test_set(tmp_path, monkeypatch):
+    """``select.holdout`` sets training images aside (not trained on), scores the last epochs on them, and keeps the
+    best epoch in ``selected/``; the test set is never read for it."""
+    seen_sizes, trained = [], []
+    score = trainer_module.holdout_accuracy
+    monkeypatch.setattr(trainer_module, "holdout_accuracy",
+                        lambda model, data, *rest: seen_sizes.append(len(data)) or score(model, data, *rest))
+    batches = trainer_module.epoch_batches
+    monkeypatch.setattr(trainer_module, "epoch_batches",
+                        lambda data, cfg, epoch: trained.append(len(data)) or batches(data, cfg, epoch))
+    cfg = tiny(tmp_path / "run", select={"holdout": 64, "attack": "fgsm", "eps": "2/255", "last_epochs": 2},
+               optim={"epochs": 3})
+    result = train(cfg, progress=False)
+    assert trained == [128, 128, 128] and seen_sizes == [64, 64]  # 192 - 64 trained on; epochs 2 and 3 scored
+    assert "holdout_acc" not in result.history[0]
+    scores = [m["holdout_acc"] for m in result.history[1:]]
+    best = 2 + scores.index(max(scores))
+    assert result.selected_epoch == best and result.checkpoint == result.out_dir / "selected"
+    assert checkpoint.read_config(result.checkpoint)["metadata"]["epoch"] == best
+    train_images = trainer_module.split_holdout(
+        trainer_module.random_subset(trainer_module.load_dataset("fashion_mnist", "train"), 192, 1, 10), 64, 1)
+    kept, held = (set(map(bytes, d.images.numpy())) for d in train_images)
+    assert not kept & held, "held-out images must not be trained on"
+    with pytest.raises(ValueError, match="select.holdout"):
+        trainer_module.split_holdout(train_images[1], 64, 0)
+    with pytest.raises(ValueError, match="attack"):
+        tiny(tmp_path / "bad", select={"holdout": 8, "attack": "no-such-attack"})
+
+
+def test_sr_objective_adds_the_finite_difference_penalty(tmp_path):
+    """SR = CE + lam * mean(((f(x + h v) - f(x)) / h)^2); lam 0 is plain CE, the penalty is >= 0, h's units scale
+    the step by the normalisation std; bad parameters are named."""
+    from spikeshield.models import create_model
+    from spikeshield.training.objectives import cross_entropy, get_objective
+
+    torch.manual_seed(0)
+    model = create_model("lenet", neuron="lif", T=2, synapse=None)
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    ce, _ = cross_entropy(model, x, y)
+    assert torch.allclose(get_objective("sr", lam=0.0)(model, x, y)[0], ce)
+    big = get_objective("sr", lam=1e3, h=0.5)(model, x, y)[0]
+    assert big > ce, "a large lam makes the penalty visible"
+    loss, _ = get_objective("sr", lam=1e3, h=0.5, h_units="pixel")(model, x, y)
+    assert loss.requires_grad and not torch.allclose(loss, big)
+    with pytest.raises(ValueError, match="bad parameters for objective 'sr'"):
+        get_objective("sr", lamda=1.0)
+    with pytest.raises(ValueError, match="objective"):
+        tiny(tmp_path / "run", objective="sr", objective_params={"gamma": 1.0})
+    cfg = tiny(tmp_path / "run", objective="sr", objective_params={"lam": 0.001}, optim={"epochs": 1})
+    assert train(cfg, progress=False).final["train_loss"] > 0

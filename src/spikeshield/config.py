@@ -157,6 +157,31 @@ class HoSNNSection(_Section):
     warm_start: bool = False
 
 
+class SelectSection(_Section):
+    """Checkpoint selection on images held out of the training set (never the test set).
+
+    ``holdout`` training images are set aside (not trained on); after each of the last ``last_epochs`` epochs (all,
+    if None) the model is scored on them, clean or under ``attack`` (a registry name, e.g. ``pgd10``) at ``eps``
+    with the decision rule, and the best epoch is kept in ``out_dir/selected``. ``holdout: 0`` selects nothing.
+    """
+
+    holdout: int = Field(0, ge=0)
+    attack: str | None = None
+    eps: Eps = 8 / 255
+    eot: int | None = Field(None, ge=1)
+    last_epochs: int | None = Field(None, ge=1)
+
+    @field_validator("attack")
+    @classmethod
+    def _known_attack(cls, v: str | None) -> str | None:
+        from spikeshield.attacks.registry import parse_attack_list
+
+        if v is None:
+            return None
+        (name,) = parse_attack_list([v])
+        return name
+
+
 class TrainConfig(_Section):
     """One training run. ``TrainConfig()`` is a valid default (LeNet LIF T=5 on FashionMNIST, clean, 20 epochs)."""
 
@@ -165,11 +190,13 @@ class TrainConfig(_Section):
     out_dir: str = "runs/train"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     objective: str = "ce"
+    objective_params: dict[str, float | str] = Field(default_factory=dict)
     model: ModelSection = Field(default_factory=ModelSection)
     data: DataSection = Field(default_factory=DataSection)
     optim: OptimSection = Field(default_factory=OptimSection)
     adversarial: AdversarialSection = Field(default_factory=AdversarialSection)
     hosnn: HoSNNSection = Field(default_factory=HoSNNSection)
+    select: SelectSection = Field(default_factory=SelectSection)
 
     @model_validator(mode="after")
     def _hosnn_needs_talif(self) -> TrainConfig:
@@ -188,6 +215,13 @@ class TrainConfig(_Section):
         if v not in OBJECTIVES:
             raise unknown_name("objective", v, OBJECTIVES)
         return v
+
+    @model_validator(mode="after")
+    def _objective_params(self) -> TrainConfig:
+        from spikeshield.training.objectives import get_objective
+
+        get_objective(self.objective, **self.objective_params)
+        return self
 
 
 def _section_class(loc: tuple) -> type[BaseModel] | None:

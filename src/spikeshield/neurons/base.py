@@ -63,8 +63,13 @@ class SpikingNeuron(nn.Module):
         """
         return self._loop(current, surrogate_at, detach_state)[0]
 
+    def initial_state(self, current: torch.Tensor) -> Any:
+        """The state before the first step of a forward pass on ``current`` ``[T, B, ...]`` (None: none yet).
+        Neurons that draw their randomness once per forward pass draw it here."""
+        return None
+
     def _loop(self, current, surrogate_at, detach_state: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        state, spikes, membrane = None, [], []
+        state, spikes, membrane = self.initial_state(current), [], []
         for t, current_t in enumerate(current):
             if detach_state and state is not None:
                 state = _detached(state)

@@ -44,7 +44,8 @@ STATE_FORMAT = "spikeshield-train-state"
 STATE_DIR, MODEL_DIR, METRICS_FILE, CONFIG_COPY = "train_state", "model", "metrics.jsonl", "config.yaml"
 # Config keys that may differ between a run and its resumption (they do not change what is computed).
 RESUMABLE_CHANGES = {"device", "out_dir", "data.data_dir", "data.download", "data.eval_batch_size"}
-_TRAIN_SUBSET_STREAM, _EVAL_SUBSET_STREAM = 10, 11
+_TRAIN_SUBSET_STREAM, _EVAL_SUBSET_STREAM, _HOLDOUT_STREAM = 10, 11, 12
+SELECTED_DIR = "selected"
 
 
 @dataclass
@@ -64,8 +65,15 @@ class TrainResult:
 
     @property
     def checkpoint(self) -> Path:
-        """The model checkpoint directory (load it with :func:`spikeshield.checkpoint.load`)."""
-        return self.out_dir / MODEL_DIR
+        """The model checkpoint directory (load it with :func:`spikeshield.checkpoint.load`): the epoch selected on
+        the held-out training images when the run selects (``select.holdout``), else the last epoch's."""
+        selected = self.out_dir / SELECTED_DIR
+        return selected if self.config.select.holdout and selected.exists() else self.out_dir / MODEL_DIR
+
+    @property
+    def selected_epoch(self) -> int | None:
+        """The epoch whose model ``checkpoint`` holds when the run selects (None otherwise)."""
+        return best_holdout_epoch(self.history)
 
 
 # --------------------------------------------------------------------------------------------- setup helpers
@@ -89,6 +97,43 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def split_holdout(dataset: ImageDataset, n: int, seed: int) -> tuple[ImageDataset, ImageDataset | None]:
+    """``(training images, n held-out training images)``: a seeded random split (no holdout for ``n = 0``)."""
+    if n == 0:
+        return dataset, None
+    if n >= len(dataset):
+        raise ValueError(f"select.holdout ({n}) must leave training images: the training set has {len(dataset)}")
+    order = torch.randperm(len(dataset), generator=make_generator(seed, 0, _HOLDOUT_STREAM))
+    return dataset.subset(order[n:].sort().values), dataset.subset(order[:n].sort().values)
+
+
+def holdout_accuracy(model: nn.Module, dataset: ImageDataset, cfg: TrainConfig, device: torch.device) -> float:
+    """Accuracy on the held-out training images, clean or under ``select.attack``, by the decision rule (majority
+    over draws for a stochastic model; the attack with its default EOT unless ``select.eot``)."""
+    from spikeshield import decision
+    from spikeshield.attacks import make_attack
+
+    sel = cfg.select
+    model.eval()
+    attack, draws, correct = None, None, 0
+    for x, y in batches(dataset, cfg.data.eval_batch_size):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if draws is None:
+            draws = decision.score_draws_for(decision.is_stochastic(model, x))
+            options = {"eot": sel.eot} if sel.eot is not None else {}
+            attack = make_attack(sel.attack, model, sel.eps, **options) if sel.attack else None
+        x_adv = attack(x, y) if attack is not None else x
+        with torch.no_grad():
+            correct += int(decision.judge(model, x_adv, y, draws)[0].sum())
+    return correct / len(dataset)
+
+
+def best_holdout_epoch(history: list[dict[str, Any]]) -> int | None:
+    """The first epoch with the best ``holdout_acc`` in ``history`` (None if no epoch was scored)."""
+    scored = [m for m in history if m.get("holdout_acc") is not None]
+    return max(scored, key=lambda m: (m["holdout_acc"], -m["epoch"]))["epoch"] if scored else None
 
 
 def random_subset(dataset: ImageDataset, n: int | None, seed: int, stream: int) -> ImageDataset:
@@ -206,7 +251,8 @@ def write_checkpoint(
     step: int,
     history: list[dict[str, Any]],
 ) -> None:
-    """Write ``train_state/`` (the resume point: model, optimiser, progress) and then the ``model/`` checkpoint.
+    """Write ``train_state/`` (the resume point: model, optimiser, progress) and then the ``model/`` checkpoint;
+    when this epoch is the best on the held-out training images so far, first ``selected/``.
 
     Both directories are replaced atomically, the resume point first: a run killed at any moment resumes from a
     complete epoch. No pickle: tensors go to safetensors, everything else to JSON.
@@ -223,6 +269,8 @@ def write_checkpoint(
         "optimizer": tree,
         "torch_version": torch.__version__,
     }
+    if best_holdout_epoch(history) == epoch:  # before the resume point: a resumed run never lacks its best epoch
+        checkpoint.save(model, out_dir / SELECTED_DIR, metadata=metadata)
     with checkpoint.atomic_dir(out_dir / STATE_DIR) as tmp:
         checkpoint.save(model, tmp / MODEL_DIR, metadata=metadata)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
@@ -273,7 +321,7 @@ def _prepare_out_dir(out_dir: Path, cfg: TrainConfig, resume: bool, overwrite: b
             f"{out_dir} already holds a training run; resume it (spikeshield train --config FILE --resume, or "
             "train(..., resume=True)), start over with overwrite=True, or set another out_dir"
         )
-    for name in (STATE_DIR, MODEL_DIR):
+    for name in (STATE_DIR, MODEL_DIR, SELECTED_DIR):
         shutil.rmtree(out_dir / name, ignore_errors=True)
     (out_dir / METRICS_FILE).unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -323,6 +371,7 @@ def train(
     train_set = load_dataset(cfg.model.dataset, "train", cfg.data.data_dir, cfg.data.download)
     test_set = load_dataset(cfg.model.dataset, "test", cfg.data.data_dir, cfg.data.download)
     train_set = random_subset(train_set, cfg.data.train_subset, cfg.seed, _TRAIN_SUBSET_STREAM)
+    train_set, holdout_set = split_holdout(train_set, cfg.select.holdout, cfg.seed)
     test_set = random_subset(test_set, cfg.data.eval_subset, cfg.seed, _EVAL_SUBSET_STREAM)
 
     epochs = cfg.optim.epochs
@@ -353,7 +402,7 @@ def train(
             _prepare_hosnn(model, cfg, train_set, device, progress)
         optimizer = make_optimizer(model, cfg)
 
-    objective = get_objective(cfg.objective)
+    objective = get_objective(cfg.objective, **cfg.objective_params)
     attack = make_training_attack(model, cfg)
     ran = 0
     for epoch in range(start_epoch, epochs):
@@ -415,6 +464,11 @@ def train(
             "eval_time_s": time.perf_counter() - t1,
             "images_per_s": seen / max(train_time, 1e-9),
         }
+        last = cfg.select.last_epochs
+        if holdout_set is not None and (last is None or epoch >= epochs - last):
+            t2 = time.perf_counter()
+            metrics["holdout_acc"] = holdout_accuracy(model, holdout_set, cfg, device)
+            metrics["holdout_n"], metrics["holdout_time_s"] = len(holdout_set), time.perf_counter() - t2
         history.append(metrics)
         write_checkpoint(out_dir, model, optimizer, cfg, epoch + 1, step, history)
         log_epoch(out_dir, metrics)
