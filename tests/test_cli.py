@@ -132,3 +132,19 @@ def test_check_prints_naive_and_honest_side_by_side_with_the_gap(trained_run, ca
     assert f"{100 * (honest['worst_case_acc'] - naive['worst_case_acc']):+.1f} points" in printed
     assert json.loads((out / "audit.json").read_text())["n_examples"] == 8
     assert (out / "check.md").read_text() in printed
+
+
+def test_randhet_trains_from_its_shipped_config_and_evaluates_with_eot(tmp_path):
+    """configs/randhet/randhet_rat.yaml through the CLI (shrunk: 192 images, 32 held out), then eval of the selected
+    checkpoint: the model is stochastic, so the attack gets EOT 10 and the verdicts 10 draws."""
+    out = tmp_path / "run"
+    assert main(["train", "--config", "configs/randhet/randhet_rat.yaml", "--no-progress", "--set",
+                 f"out_dir={out}", "--set", "data.train_subset=192", "--set", "data.eval_subset=64", "--set",
+                 "select.holdout=32", "--set", "model.T=2"]) == 0
+    metrics = json.loads((out / "metrics.jsonl").read_text())
+    assert metrics["train_n"] == 160 and metrics["holdout_n"] == 32 and (out / "selected").is_dir()
+    code = main(["eval", "--checkpoint", str(out / "selected"), "--attacks", "fgsm", "--n-examples", "8",
+                 "--out", str(out / "eval"), "--no-progress"])
+    assert code == 0
+    result = json.loads((out / "eval" / "eval.json").read_text())
+    assert result["stochastic"] and result["score_draws"] == 10 and result["attacks"]["fgsm"]["eot"] == 10
