@@ -9,14 +9,15 @@ skipped; processes sharing --out claim pieces, so start it twice for two cores):
 - ``attacks``: FGSM, PGD10 (alpha 1.6/255), APGD-CE (--apgd-steps) and MI-FGSM, each on its own, with EOT (10 draws per
   gradient on a random model) and the decision rule, on the first --n; their per-sample worst case is the MRA;
 - ``no-eot``: the same attacks with one draw per gradient (``eot=1``), the paper's Table 1 MRA;
+- ``agcs``: AGCS (gradient cosine of two draws) with its histogram on the first --n-full, and the cosine of two PGD10
+  perturbations on the first --n;
 - ``strong`` (--strong-runs): snn-adaptive-quick then AutoAttack (``rand``: APGD-CE/DLR with EOT 20 on a random model;
   ``standard`` on a deterministic one) as one cascade on the first --n-strong;
 - ``eot-sweep`` (--sweep-runs): PGD10 with m = 1, 5, 10, 20, 50 EOT draws on the first --n;
-- ``agcs``: AGCS (gradient cosine of two draws) with its histogram on the first --n-full, and the cosine of two PGD10
-  perturbations on the first --n;
 - ``audit``: the gradient-obfuscation checklist on the first --n-audit.
 
-Phase ``report`` writes reproduction.md, the JSON summary and the plots.
+Each piece JSON's ``time_s`` is the piece's wall time. Phase ``report`` writes reproduction.md, the JSON summary and
+the plots.
 
     python benchmarks/randhet_reproduce.py --phase train        # start twice for two cores
     python benchmarks/randhet_reproduce.py --phase eval         # start twice for two cores
@@ -143,7 +144,7 @@ def run_eval(args, command: str) -> None:
     data = {"x": test.images[:n].float().div(255).to(args.device), "y": test.labels[:n].to(args.device),
             "command": command}
     runs = args.runs.split(",")
-    order = ("full", "attacks", "no-eot", "agcs", "eot-sweep", "strong", "audit")
+    order = ("full", "attacks", "no-eot", "agcs", "strong", "eot-sweep", "audit")
     for piece in order:
         for run in runs:
             path = Path(args.out) / run / f"{piece}.json"
