@@ -11,16 +11,13 @@ interleaved in one process (benchmarks/throughput.py's helpers).
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 import time
 from contextlib import nullcontext
 from functools import partial
-from pathlib import Path
 
 import torch
-from throughput import autograd_step_loop, interleaved, peak_memory_mb, sync, time_steps
+from throughput import autograd_step_loop, cost_record, interleaved, sync, time_steps, write_record
 
 import spikeshield as ss
 
@@ -57,26 +54,17 @@ def main() -> None:
                          for path, (n, g) in paths.items()}, args.rounds)
     for m in models.values():
         m.train()
-    med = {k: statistics.median(v) for k, v in train.items()}
-    med_inf = {k: statistics.median(v) for k, v in infer.items()}
-    result = {
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "torch_threads": torch.get_num_threads(), "batch": args.batch, "T": 5, "rounds": args.rounds,
-        "train_step_s": med, "inference_s": med_inf,
+    result = cost_record(device, models, opts, x, y, paths, train, infer)
+    med, med_inf = result["train_step_s"], result["inference_s"]
+    result.update({
+        "batch": args.batch, "T": 5, "rounds": args.rounds,
         "talif_vs_lif_train": med["talif"] / med["lif"],
         "talif_vs_lif_inference": med_inf["talif"] / med_inf["lif"],
         "talif_vs_lif_step_loop_train": med["talif_step_loop"] / med["lif_step_loop"],
         "talif_vs_lif_step_loop_inference": med_inf["talif_step_loop"] / med_inf["lif_step_loop"],
         "talif_fused_vs_step_loop_train": med["talif"] / med["talif_step_loop"],
-        "peak_memory_mb": {path: peak_memory_mb(models[name], opts[name], x, y, device, generic=generic)
-                           for path, (name, generic) in paths.items()},
-        "memory_measure": "CUDA allocator peak" if device.type == "cuda" else "bytes saved by autograd for backward",
-        "command": "python benchmarks/hosnn_cost.py " + " ".join(sys.argv[1:]),
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "command"}, indent=2))
+    })
+    write_record(result, args.out, "hosnn_cost.py", sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -225,10 +225,10 @@ def claim(lock: Path) -> bool:
     return True
 
 
-def load_pieces(out: Path) -> dict:
-    """``{run: {piece: record}}`` of every JSON under ``out``."""
+def load_pieces(out: Path, runs: tuple[str, ...] = RUNS) -> dict:
+    """``{run: {piece: record}}`` of every JSON under ``out/<run>/`` for ``runs``."""
     found = {}
-    for run in RUNS:
+    for run in runs:
         folder = out / run
         if folder.is_dir():
             found[run] = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}

@@ -14,15 +14,12 @@ RandHet training step at most 1.15x the fused LIF step.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 from functools import partial
-from pathlib import Path
 
 import torch
 from hosnn_cost import inference_time
-from throughput import interleaved, peak_memory_mb, time_steps
+from throughput import cost_record, interleaved, time_steps, write_record
 
 import spikeshield as ss
 
@@ -56,27 +53,18 @@ def main() -> None:
                          for path, (n, g) in paths.items()}, args.rounds)
     infer = interleaved({path: partial(inference_time, models[n].eval(), x, args.steps, device, generic=g)
                          for path, (n, g) in paths.items()}, args.rounds)
-    med = {k: statistics.median(v) for k, v in train.items()}
-    med_inf = {k: statistics.median(v) for k, v in infer.items()}
     for m in models.values():
         m.train()
-    result = {
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "torch_threads": torch.get_num_threads(), "model": args.model, "width": args.width, "T": args.T,
-        "batch": args.batch, "rounds": args.rounds, "steps_per_round": args.steps,
-        "train_step_s": med, "inference_s": med_inf,
+    result = cost_record(device, models, opts, x, y, paths, train, infer)
+    med, med_inf = result["train_step_s"], result["inference_s"]
+    result.update({
+        "model": args.model, "width": args.width, "T": args.T, "batch": args.batch, "rounds": args.rounds,
+        "steps_per_round": args.steps,
         "train_vs_lif": {k: v / med["lif"] for k, v in med.items()},
         "inference_vs_lif": {k: v / med_inf["lif"] for k, v in med_inf.items()},
         "target": "randhet train step <= 1.15x lif", "target_met": med["randhet"] / med["lif"] <= 1.15,
-        "peak_memory_mb": {path: peak_memory_mb(models[n], opts[n], x, y, device, generic=g)
-                           for path, (n, g) in paths.items()},
-        "memory_measure": "CUDA allocator peak" if device.type == "cuda" else "bytes saved by autograd for backward",
-        "command": "python benchmarks/randhet_cost.py " + " ".join(sys.argv[1:]),
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "command"}, indent=2))
+    })
+    write_record(result, args.out, "randhet_cost.py", sys.argv[1:])
 
 
 if __name__ == "__main__":

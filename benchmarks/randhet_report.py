@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hosnn_reproduce import mcnemar, with_interval
+from hosnn_reproduce import load_pieces, mcnemar, with_interval
 from randhet_reproduce import ATTACKS, EOT_SWEEP, PAPER, PAPER_COLUMNS, RUNS
 
 LABELS = {"snn_at": "SNN + AT", "het_at": "Het-SNN + AT", "randhet_at": "RandHet + AT",
@@ -16,16 +16,6 @@ LABELS = {"snn_at": "SNN + AT", "het_at": "Het-SNN + AT", "randhet_at": "RandHet
 PAIRS = (("randhet_at", "snn_at"), ("randhet_fwd_at", "snn_at"), ("het_at", "snn_at"), ("randhet_rat", "snn_rat"),
          ("randhet_sr", "snn_sr"))
 SIGMAS = (("snn_at", 0.0), ("randhet_at_sigma0.5", 0.5), ("randhet_at", 1.0), ("randhet_at_sigma2", 2.0))
-
-
-def load(out: Path) -> dict:
-    """``{run: {piece: record}}`` of every piece JSON under ``out``."""
-    found = {}
-    for run in RUNS:
-        folder = out / run
-        if folder.is_dir():
-            found[run] = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
-    return found
 
 
 def pct(value: float | None) -> str:
@@ -222,7 +212,7 @@ def plots(found: dict, out: Path) -> None:
 
 def write_report(out: Path, args, command: str) -> None:
     """Write ``out``/reproduction.md, summary.json and the plots from the piece JSONs."""
-    found = load(out)
+    found = load_pieces(out, RUNS)
     text = "\n".join([
         "# RandHet-SNN reproduction on FashionMNIST (issue 17)", "",
         f"Written by `{command}` from the piece JSONs under this folder (each records its own command). "

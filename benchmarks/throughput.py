@@ -90,6 +90,29 @@ def peak_memory_mb(model, opt, x, y, device, generic=False) -> float:
         return sum(saved.values()) / 2**20
 
 
+def cost_record(device, models, opts, x, y, paths: dict, train: dict, infer: dict) -> dict:
+    """The fields a cost benchmark's JSON shares: device, medians of the interleaved training and inference times, and
+    each path's training memory (``paths``: ``{path: (model name, step loop?)}``)."""
+    return {
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "torch_threads": torch.get_num_threads(),
+        "train_step_s": {k: statistics.median(v) for k, v in train.items()},
+        "inference_s": {k: statistics.median(v) for k, v in infer.items()},
+        "peak_memory_mb": {path: peak_memory_mb(models[name], opts[name], x, y, device, generic=generic)
+                           for path, (name, generic) in paths.items()},
+        "memory_measure": "CUDA allocator peak" if device.type == "cuda" else "bytes saved by autograd for backward",
+    }
+
+
+def write_record(result: dict, out: str, script: str, argv: list[str]) -> None:
+    """Add the command line to ``result``, write it as JSON to ``out`` and print it (without the command)."""
+    result["command"] = f"python benchmarks/{script} " + " ".join(argv)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "command"}, indent=2))
+
+
 def interleaved(runs: dict, rounds: int) -> dict[str, list[float]]:
     """Time each run once per round, alternating the order (A/B, then B/A), after one warm-up each."""
     for run in runs.values():  # warm-up: compile kernels, fill allocator caches

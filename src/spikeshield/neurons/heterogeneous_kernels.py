@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from spikeshield.neurons.lif_kernels import _BLOCK, _CHUNK, _flat, _start_quiet_thread_pool, _typed
+from spikeshield.neurons.lif_kernels import _BLOCK, _CHUNK, _flat, _start_quiet_thread_pool, _typed, synapse_factors
 
 LEVELS = 1 << 16  # quantile levels of z
 _GAMMA, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB  # SplitMix64 (Steele et al. 2014)
@@ -148,10 +148,6 @@ def _backward(grad_out, membrane, leak, table, seed, per_step, first, n, slope, 
                     grad_leak[row, first + lo + j] += g_u[j] * (prev - current[t, lo + j])
 
 
-def _synapse(tau_s: float | None) -> tuple[float, float]:
-    return (1 - 1 / tau_s, 1 / tau_s) if tau_s else (0.0, 0.0)
-
-
 def _leak_arguments(leak: torch.Tensor | LeakDraw, dtype: torch.dtype) -> tuple:
     """``(leak array, table, seed, per_step)`` for the kernels: a tensor's values, or a draw's table and seed."""
     cast = np.float32 if dtype == torch.float32 else np.float64
@@ -166,7 +162,7 @@ def forward(current: torch.Tensor, leak: torch.Tensor | LeakDraw, theta: float, 
     _start_quiet_thread_pool()
     membrane = torch.empty_like(current, memory_format=torch.contiguous_format)
     out = torch.empty_like(membrane)
-    c = _typed(current, theta, *_synapse(tau_s), 1, 0)
+    c = _typed(current, theta, *synapse_factors(tau_s), 1, 0)
     _forward(_flat(current), *_leak_arguments(leak, current.dtype), *c, _flat(membrane), _flat(out))
     return out, membrane
 
@@ -178,7 +174,7 @@ def backward(grad_out, membrane, leak, current, theta, tau_s, surrogate) -> tupl
     grad = torch.empty_like(membrane)
     want_leak = current is not None
     grad_leak = membrane.new_zeros(leak.shape if want_leak else (1, 1))  # a placeholder when not wanted
-    theta_, syn_decay, syn_scale, one, zero = _typed(membrane, theta, *_synapse(tau_s), 1, 0)
+    theta_, syn_decay, syn_scale, one, zero = _typed(membrane, theta, *synapse_factors(tau_s), 1, 0)
     steps = membrane.shape[0]
     grad_out = grad_out.to(membrane.dtype).contiguous().reshape(steps, -1)
     membrane_flat, grad_flat = membrane.reshape(steps, -1), grad.reshape(steps, -1)
@@ -207,15 +203,15 @@ def loop_forward(current: torch.Tensor, leak: torch.Tensor, theta: float, tau_s:
         torch.mul(current[t], 1 - k, out=u)
         if kept is not None:
             u.addcmul_(k, kept)
-        kept = u.masked_fill(u > theta, 0)
+        over = u > theta
+        kept = u.masked_fill(over, 0)
         if out is not None:
-            fired = (u > theta).to(current.dtype)
+            fired = over.to(current.dtype)
             if t == 0:
                 out[0].copy_(fired)
             else:
                 torch.add(fired, out[t - 1], alpha=1 - 1 / tau_s, out=out[t])
-    fired = (membrane > theta).to(current.dtype)
-    return (out.mul_(1 / tau_s) if out is not None else fired), membrane
+    return (out.mul_(1 / tau_s) if out is not None else (membrane > theta).to(current.dtype)), membrane
 
 
 def loop_backward(grad_out, membrane, leak, current, theta, tau_s, surrogate):

@@ -98,6 +98,11 @@ def _backward(grad_out, membrane, slope, decay, scale, theta, detach_reset, syn_
                 grad[t, lo + j] = g_u * scale
 
 
+def synapse_factors(tau_s: float | None) -> tuple[float, float]:
+    """``(decay, scale)`` of the PSC filter ``a[t] = decay a[t-1] + s[t]``, output ``scale a[t]``; zeros without one."""
+    return (1 - 1 / tau_s, 1 / tau_s) if tau_s else (0.0, 0.0)
+
+
 def _typed(like: torch.Tensor, *values: float) -> tuple:
     """Scalars in the tensor's precision, so float32 kernels never promote to float64."""
     cast = np.float32 if like.dtype == torch.float32 else np.float64
@@ -113,7 +118,7 @@ def forward(current: torch.Tensor, decay: float, scale: float, theta: float, tau
     _start_quiet_thread_pool()
     membrane = torch.empty_like(current, memory_format=torch.contiguous_format)
     out = torch.empty_like(membrane)
-    syn_decay, syn_scale = (1 - 1 / tau_s, 1 / tau_s) if tau_s else (0.0, 0.0)
+    syn_decay, syn_scale = synapse_factors(tau_s)
     c = _typed(current, decay, scale, theta, syn_decay, syn_scale, 1, 0)
     _forward(_flat(current), *c, _flat(membrane), _flat(out))
     return out, membrane
@@ -127,7 +132,7 @@ def backward(grad_out, membrane, decay, scale, theta, detach_reset, tau_s, surro
     """
     _start_quiet_thread_pool()
     grad = torch.empty_like(membrane)
-    syn_decay, syn_scale = (1 - 1 / tau_s, 1 / tau_s) if tau_s else (0.0, 0.0)
+    syn_decay, syn_scale = synapse_factors(tau_s)
     decay, scale, theta, syn_decay, syn_scale, zero = _typed(membrane, decay, scale, theta, syn_decay, syn_scale, 0)
     grad_out, membrane_flat, grad_flat = (x.reshape(x.shape[0], -1) for x in (grad_out.to(membrane.dtype).contiguous(),
                                                                              membrane, grad))

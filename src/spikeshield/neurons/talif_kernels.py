@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from spikeshield.neurons.lif_kernels import _BLOCK, _CHUNK, _start_quiet_thread_pool, _typed
+from spikeshield.neurons.lif_kernels import _BLOCK, _CHUNK, _start_quiet_thread_pool, _typed, synapse_factors
 
 
 @njit(parallel=True, cache=True)
@@ -76,7 +76,7 @@ def forward(current, decay, scale, theta0, theta_v, nds, tau_s):
     _start_quiet_thread_pool()
     membrane = torch.empty_like(current, memory_format=torch.contiguous_format)
     theta, out = torch.empty_like(membrane), torch.empty_like(membrane)
-    syn_decay, syn_scale = (1 - 1 / tau_s, 1 / tau_s) if tau_s else (0.0, 0.0)
+    syn_decay, syn_scale = synapse_factors(tau_s)
     c = _typed(current, decay, scale, theta0)
     s = _typed(current, syn_decay, syn_scale, 1, 0)
     v, signature = _parameters(theta_v, nds, current.dtype)
@@ -93,7 +93,7 @@ def backward(grad_out, membrane, theta, theta_v, nds, decay, scale, detach_reset
     _start_quiet_thread_pool()
     grad = torch.empty_like(membrane)
     grad_v = torch.zeros(membrane.shape[1], theta_v.numel(), dtype=membrane.dtype)
-    syn_decay, syn_scale = (1 - 1 / tau_s, 1 / tau_s) if tau_s else (0.0, 0.0)
+    syn_decay, syn_scale = synapse_factors(tau_s)
     decay, scale, syn_decay, syn_scale, zero = _typed(membrane, decay, scale, syn_decay, syn_scale, 0)
     v, signature = _parameters(theta_v, nds, membrane.dtype)
     views = [x.reshape(x.shape[0], x.shape[1], -1) for x in (grad_out.to(membrane.dtype).contiguous(), membrane, theta,
