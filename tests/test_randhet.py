@@ -173,6 +173,25 @@ def test_fused_kernel_equals_the_step_loop_on_the_same_draw(neuron, synapse, ker
     assert fused[0].abs().sum() > 0
 
 
+@pytest.mark.parametrize("per_step", [True, False])
+@pytest.mark.parametrize("shape", [(3, 1, 7), (5, 3, 1367), (2, 1, 33001)])
+def test_drawn_leaks_in_the_kernel_equal_the_materialized_draw_at_any_alignment(shape, per_step):
+    """The kernel's in-place draw (four leaks per hash over aligned groups, partial groups at the ends) gives the
+    materialized draw's membrane and gradients when rows, blocks and backward chunks start mid-group."""
+    from spikeshield.neurons import heterogeneous_kernels as hk
+
+    current = currents(5, shape).float() * 1.5 - 0.5
+    draw = LeakDraw(987654321, leak_table(1.0, torch.float32), per_step)
+    leaks = draw.materialize(current.shape)
+    out, membrane = hk.forward(current, draw, 0.5, None)
+    ref_out, ref_membrane = hk.forward(current, leaks, 0.5, None)
+    assert torch.equal(membrane, ref_membrane) and torch.equal(out, ref_out)
+    upstream = torch.randn(shape, generator=torch.Generator().manual_seed(6))
+    grad, _ = hk.backward(upstream, membrane, draw, None, 0.5, None, ArcTan(2.0))
+    ref_grad, _ = hk.backward(upstream, membrane, leaks, None, 0.5, None, ArcTan(2.0))
+    assert torch.equal(grad, ref_grad) and grad.abs().sum() > 0
+
+
 def test_fused_kernel_float64_and_one_seed_per_forward_pass():
     """Float64 stays float64, and a forward pass takes exactly one int64 from the global generator (its seed)."""
     x = currents(3, (5, 2, 10)).requires_grad_()

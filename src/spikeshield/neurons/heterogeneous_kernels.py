@@ -79,23 +79,41 @@ def _hash(seed, counter):
 
 
 @njit(inline="always")
+def _lane(table, h, lane):
+    return table[(h >> np.uint64(16 * lane)) & _U_LEVEL_MASK]
+
+
+@njit(inline="always")
+def _fill_drawn(table, seed, start, out):
+    """Drawn leaks at positions ``start, start + 1, ...``: a partial group up to a multiple of 4, whole groups of
+    four lanes per hash (the hot loop, branch-free), then a partial group."""
+    m = out.shape[0]
+    head = min((4 - start % 4) % 4, m)
+    for j in range(head):
+        out[j] = _lane(table, _hash(seed, np.uint64((start + j) >> 2)), (start + j) & 3)
+    groups = (m - head) // 4
+    first = np.uint64((start + head) >> 2)
+    for q in range(groups):
+        h = _hash(seed, first + np.uint64(q))
+        j = head + 4 * q
+        out[j] = _lane(table, h, 0)
+        out[j + 1] = _lane(table, h, 1)
+        out[j + 2] = _lane(table, h, 2)
+        out[j + 3] = _lane(table, h, 3)
+    h = _hash(seed, first + np.uint64(groups))
+    for j in range(head + 4 * groups, m):
+        out[j] = _lane(table, h, j - head - 4 * groups)
+
+
+@njit(inline="always")
 def _fill_leaks(leak, table, seed, per_step, n, t, first, out):
     """The leaks at step ``t`` of neurons ``first, first + 1, ...`` into ``out``: drawn (table entries at the hashed
-    levels, four 16-bit levels per hash) when there is a table, else read from the leak array."""
-    m = out.shape[0]
+    levels) when there is a table, else read from the leak array."""
     if table.shape[0] > 1:
-        base = t * n + first if per_step else first
-        j = 0
-        while j < m:
-            position = base + j
-            h = _hash(seed, np.uint64(position >> 2))
-            for lane in range(position & 3, 4):
-                if j < m:
-                    out[j] = table[(h >> np.uint64(16 * lane)) & _U_LEVEL_MASK]
-                    j += 1
+        _fill_drawn(table, seed, t * n + first if per_step else first, out)
     else:
         row = t if per_step else 0
-        for j in range(m):
+        for j in range(out.shape[0]):
             out[j] = leak[row, first + j]
 
 
@@ -109,7 +127,8 @@ def _forward(current, leak, table, seed, per_step, theta, syn_decay, syn_scale, 
         a = np.zeros(m, current.dtype)
         k = np.empty(m, current.dtype)
         for t in range(steps):
-            _fill_leaks(leak, table, seed, per_step, n, t, lo, k)
+            if per_step or t == 0:
+                _fill_leaks(leak, table, seed, per_step, n, t, lo, k)
             for j in range(m):
                 uj = (one - k[j]) * current[t, lo + j] + k[j] * u[j]
                 sj = one if uj > theta else zero
@@ -131,7 +150,8 @@ def _backward(grad_out, membrane, leak, table, seed, per_step, first, n, slope, 
         k = np.empty(m, grad_out.dtype)
         g_u = np.empty(m, grad_out.dtype)
         for t in range(steps - 1, -1, -1):
-            _fill_leaks(leak, table, seed, per_step, n, t, first + lo, k)  # leak arrays: all N neurons
+            if per_step or t == steps - 1:
+                _fill_leaks(leak, table, seed, per_step, n, t, first + lo, k)  # leak arrays: all N neurons
             for j in range(m):
                 g_s = grad_out[t, lo + j]
                 if syn_scale > zero:
