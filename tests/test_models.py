@@ -85,6 +85,46 @@ def test_rsc_noise_is_clamped_and_fresh_per_step():
     assert torch.equal(f1[0], f1[2]) and not torch.equal(f2[0], f2[2])
 
 
+def test_rsc_presets_are_named_by_variance_and_refuse_bad_names():
+    """``rsc1-0.1`` is RSC-I with variance 0.1 (the paper's RSC-0.1); through create_model and configs alike."""
+    enc = ss.encoding.make_encoder("rsc2-0.25")
+    assert enc.fresh_each_step and enc.std == pytest.approx(0.5) and enc.variance == pytest.approx(0.25)
+    model = create_model("lenet", encoder="rsc1-0.1", T=2)
+    assert not model.encoder.fresh_each_step and model.encoder.variance == pytest.approx(0.1)
+    assert create_model(**model.config).encoder.std == model.encoder.std
+    for bad, words in [("rsc3", "unknown encoder"), ("rsc1-loud", "variance"), ("rsc1--0.1", "variance")]:
+        with pytest.raises(ValueError, match=words):
+            ss.encoding.make_encoder(bad)
+    with pytest.raises(ValueError, match="preset"):
+        ss.encoding.make_encoder("rsc1-0.1", std=0.2)
+
+
+def test_rsc_noise_is_added_in_pixel_space_clamped_then_normalised():
+    """RSC-I frames are clamp(x + n) normalised by the dataset's mean and std (noise before the clamp)."""
+    model = create_model("lenet", encoder="rsc1-0.5", T=2)
+    x = torch.full((1, 1, 28, 28), 0.9)
+    torch.manual_seed(0)
+    frames = model.encoder(x, 2)
+    torch.manual_seed(0)
+    noise = torch.randn(1, 1, 1, 28, 28) * 0.5 ** 0.5
+    assert torch.equal(frames, (x + noise).clamp(0, 1).expand(2, 1, 1, 28, 28))
+    assert (frames == 1).any() and (frames == 0).any()
+
+
+def test_coding_cosine_of_poisson_and_rsc(fmnist_batch):
+    """Appendix B.3's check: identical codings give 1; Poisson's time mean tends to the image, so its cosine with
+    direct coding rises with T; RSC noise lowers the cosine as its variance grows."""
+    from spikeshield.evaluation import coding_cosine
+
+    x, _ = fmnist_batch
+    torch.manual_seed(0)
+    assert coding_cosine(x, "direct", "rsc1-0", T=4) == pytest.approx(1.0)
+    assert coding_cosine(x, "poisson", "direct", T=4) < coding_cosine(x, "poisson", "direct", T=64) < 1
+    assert coding_cosine(x, "direct", "rsc1-0.5", T=4) < coding_cosine(x, "direct", "rsc1-0.01", T=4) < 1
+    with pytest.raises(ValueError, match="T"):
+        coding_cosine(x, "poisson", "direct", T=0)
+
+
 def test_recording_returns_layer_traces(lenet, fmnist_batch):
     x, _ = fmnist_batch
     with record(lenet) as rec:

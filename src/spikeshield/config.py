@@ -63,12 +63,14 @@ class ModelSection(_Section):
     @field_validator("name", "neuron", "encoder")
     @classmethod
     def _registered(cls, v: str, info: ValidationInfo) -> str:
-        from spikeshield.encoding import ENCODERS
+        from spikeshield.encoding import encoder_spec
         from spikeshield.models import MODELS
         from spikeshield.neurons import NEURONS
 
-        kind, registry = {"name": ("model", MODELS), "neuron": ("neuron", NEURONS),
-                          "encoder": ("encoder", ENCODERS)}[info.field_name]
+        if info.field_name == "encoder":  # a registered name or an RSC preset (rsc1-0.1)
+            encoder_spec(v)
+            return v
+        kind, registry = {"name": ("model", MODELS), "neuron": ("neuron", NEURONS)}[info.field_name]
         if v not in registry:
             raise unknown_name(kind, v, registry)
         return v
@@ -157,6 +159,16 @@ class HoSNNSection(_Section):
     warm_start: bool = False
 
 
+class DistillSection(_Section):
+    """Knowledge distillation from a trained ``teacher`` checkpoint (E-RSCT, METHODS 4: the ANN twin, trained first):
+    the objective plus ``lam`` times ``KL(softmax(z_teacher / temperature) || softmax(z_student / temperature))
+    temperature^2``. ``teacher: null`` distills nothing."""
+
+    teacher: str | None = None
+    lam: float = Field(0.1, ge=0)
+    temperature: float = Field(1.0, gt=0)
+
+
 class SelectSection(_Section):
     """Checkpoint selection on images held out of the training set (never the test set).
 
@@ -197,6 +209,7 @@ class TrainConfig(_Section):
     adversarial: AdversarialSection = Field(default_factory=AdversarialSection)
     hosnn: HoSNNSection = Field(default_factory=HoSNNSection)
     select: SelectSection = Field(default_factory=SelectSection)
+    distill: DistillSection = Field(default_factory=DistillSection)
 
     @model_validator(mode="after")
     def _hosnn_needs_talif(self) -> TrainConfig:

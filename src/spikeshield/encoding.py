@@ -39,10 +39,12 @@ class Poisson(Encoder):
 
 
 class RSC(Encoder):
-    """Randomized smoothing coding (RSC-SNN eqs. 7-10): ``clamp(x + n, 0, 1)``, ``n ~ N(0, std^2)``.
+    """Randomized smoothing coding (RSC-SNN eqs. 7-10): ``clamp(x + n, 0, 1)``, ``n ~ N(0, std^2)`` in pixel space,
+    then normalised by the model. A fresh draw at every call (every training iteration and every evaluation pass).
 
     ``fresh_each_step=False`` is RSC-I (one draw repeated over T), ``True`` is RSC-II (a draw per step). The paper
-    names models by the variance: "RSC-0.1" is ``std = sqrt(0.1)``.
+    names models by the variance: "RSC-0.1" is ``std = sqrt(0.1)``; the encoder names ``rsc1-0.1`` / ``rsc2-0.5``
+    are these presets.
     """
 
     is_stochastic = True
@@ -58,6 +60,11 @@ class RSC(Encoder):
         noise = torch.randn(shape, device=x.device, dtype=x.dtype) * self.std
         return (x.unsqueeze(0) + noise).clamp(0, 1).expand(T, *x.shape)
 
+    @property
+    def variance(self) -> float:
+        """The noise variance ``std^2`` the paper names models by."""
+        return self.std**2
+
     def extra_repr(self) -> str:
         return f"std={self.std}, fresh_each_step={self.fresh_each_step}"
 
@@ -70,11 +77,36 @@ ENCODERS = {
 }
 
 
+def encoder_spec(name: str) -> tuple[str, dict[str, float]]:
+    """``(registered name, preset parameters)`` of an encoder name: a registered one (``rsc1``), or an RSC preset
+    named by its variance as the paper does (``rsc1-0.1``: RSC-I with ``std = sqrt(0.1)``)."""
+    if name in ENCODERS:
+        return name, {}
+    base, _, variance = str(name).partition("-")
+    if base in ("rsc1", "rsc2") and variance:
+        try:
+            value = float(variance)
+        except ValueError:
+            value = -1.0
+        if value >= 0:
+            return base, {"std": value**0.5}
+        raise ValueError(f"encoder {name!r}: the preset suffix is the noise variance, a number >= 0 (e.g. "
+                         f"'{base}-0.1'); got {variance!r}")
+    raise unknown_name("encoder", name, [*ENCODERS, "rsc1-<variance>", "rsc2-<variance>"])
+
+
 def make_encoder(name: str, **params) -> Encoder:
-    """Build an encoder by name: ``direct``, ``poisson``, ``rsc1``, ``rsc2`` (the RSC ones take ``std``)."""
-    if name not in ENCODERS:
-        raise unknown_name("encoder", name, ENCODERS)
+    """Build an encoder by name: ``direct``, ``poisson``, ``rsc1``, ``rsc2`` (the RSC ones take ``std``, in pixel
+    units), or an RSC preset by variance (``rsc1-0.1``, ``rsc2-0.5``; a ``std`` parameter may not override it).
+
+    >>> make_encoder("rsc2-0.25")
+    RSC(std=0.5, fresh_each_step=True)
+    """
+    base, preset = encoder_spec(name)
+    if preset and params:
+        raise ValueError(f"encoder {name!r} is a preset (variance in its name); give no encoder_params, or use "
+                         f"{base!r} with encoder_params {{'std': ...}}")
     try:
-        return ENCODERS[name](**params)
+        return ENCODERS[base](**preset, **params)
     except TypeError as e:
         raise ValueError(f"bad parameters for encoder {name!r}: {e}") from None

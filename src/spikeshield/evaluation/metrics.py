@@ -3,6 +3,7 @@
 - :func:`qte`, :func:`qte_from_result`: quantified trade-off evaluation (below).
 - :func:`agcs`, :func:`perturbation_cosine`: how much two random draws of a (stochastic) model agree on the input
   gradient, and on the adversarial perturbation (METHODS 2).
+- :func:`coding_cosine`: how alike two input codings are on average over time (RSC-SNN appendix B.3, METHODS 4).
 - :func:`layer_errors`: per-neuron relative change of PSC or membrane traces between clean and adversarial input,
   one distribution per layer (HoSNN, METHODS 1).
 
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AGCSResult", "agcs", "layer_errors", "perturbation_cosine", "qte", "qte_from_result"]
+__all__ = ["AGCSResult", "agcs", "coding_cosine", "layer_errors", "perturbation_cosine", "qte", "qte_from_result"]
 
 
 def qte(points: Iterable[tuple[float, float]]) -> float:
@@ -103,6 +104,14 @@ def qte_from_result(result: Any, attack: str) -> float:
     return qte([(0.0, result.clean_acc), (eta, robust[key])])
 
 
+def qte_at_8(eps: float, clean_acc: float, robust_acc: dict[str, float]) -> dict[str, float]:
+    """``{attack: QTE}`` between the clean point and each attack's robust accuracy when ``eps`` is 8/255 (the
+    paper's F-QTE / P-QTE budget); empty at any other budget."""
+    if not math.isclose(eps * 255, 8, abs_tol=1e-6):
+        return {}
+    return {name: qte([(0.0, clean_acc), (8.0, acc)]) for name, acc in robust_acc.items()}
+
+
 def _find_attack(attack: str, names: dict[str, Any]) -> str:
     """Resolve ``attack`` to a key of ``names``: exact (case-insensitive) match, else a unique prefix."""
     if not isinstance(attack, str):
@@ -158,6 +167,37 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     cos = (a * b).sum(1) / (na * nb).clamp_min(torch.finfo(torch.float64).tiny)
     cos = cos.clamp(-1.0, 1.0)
     return torch.where((na == 0) | (nb == 0), torch.full_like(cos, math.nan), cos)
+
+
+def coding_cosine(x: torch.Tensor, a: Any = "poisson", b: Any = "rsc1-0.1", T: int = 8,
+                  batch_size: int = 256) -> float:
+    """The RSC-SNN paper's equivalence check of two input codings (appendix B.3): per image, the time mean of each
+    coding's ``T`` frames, flattened; the cosine of the two; the mean over images.
+
+    Args:
+        x: images ``[N, C, H, W]`` in [0, 1].
+        a, b: encoders, as names (``"poisson"``, ``"rsc1-0.1"``, ...) or :class:`~spikeshield.encoding.Encoder`
+            instances; their frames are compared in pixel space (before any normalisation).
+        T: time steps of each coding.
+        batch_size: images per call.
+
+    Returns:
+        The mean cosine in [-1, 1]; 1 for identical time means. Each coding draws from the global torch RNG.
+
+    >>> coding_cosine(x_test, "poisson", "rsc1-0.1", T=8)     # doctest: +SKIP
+    """
+    from spikeshield.encoding import Encoder, make_encoder
+
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError("coding_cosine needs images [N, C, H, W] in [0, 1]")
+    if not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be a positive integer; got {T!r}")
+    a, b = (e if isinstance(e, Encoder) else make_encoder(e) for e in (a, b))
+    total = 0.0
+    with torch.no_grad():
+        for chunk in x.detach().split(_check_batch_size(batch_size)):
+            total += _cosine(a(chunk, T).mean(0), b(chunk, T).mean(0)).nan_to_num(0.0).sum().item()
+    return total / x.shape[0]
 
 
 def _check_xy(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
