@@ -187,3 +187,64 @@ def test_sr_objective_adds_the_finite_difference_penalty(tmp_path):
         tiny(tmp_path / "run", objective="sr", objective_params={"gamma": 1.0})
     cfg = tiny(tmp_path / "run", objective="sr", objective_params={"lam": 0.001}, optim={"epochs": 1})
     assert train(cfg, progress=False).final["train_loss"] > 0
+
+
+# --------------------------------------------------------------------------------------- TET and E-RSCT distillation
+class _Steps(torch.nn.Module):
+    """A stand-in model with fixed per-step outputs ``[T, B, classes]``."""
+
+    def __init__(self, steps: torch.Tensor) -> None:
+        super().__init__()
+        self.steps = torch.nn.Parameter(steps.clone())
+
+    def forward_steps(self, x):
+        return self.steps
+
+    def forward(self, x):
+        return self.steps.mean(0)
+
+
+def test_tet_is_the_mean_per_step_cross_entropy_plus_an_mse_to_phi():
+    from torch.nn import functional as F
+
+    from spikeshield.training.objectives import get_objective
+
+    steps = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3])
+    loss, logits = get_objective("tet", mu=0.2, phi=1.0)(_Steps(steps), None, y)
+    by_hand = 0.8 * sum(F.cross_entropy(steps[t], y) for t in range(3)) / 3 + 0.2 * ((steps - 1) ** 2).mean()
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-6)
+    assert torch.allclose(logits, steps.mean(0))
+    with pytest.raises(ValueError, match="mu"):
+        get_objective("tet", mu=2.0)(_Steps(steps), None, y)
+
+
+def test_distillation_adds_lambda_kl_from_a_frozen_teacher():
+    from spikeshield.training.objectives import cross_entropy, distillation, with_distillation
+
+    student = torch.randn(4, 5, generator=torch.Generator().manual_seed(1))
+    assert distillation(student, student).item() == pytest.approx(0.0, abs=1e-6)
+    teacher_logits = torch.randn(4, 5, generator=torch.Generator().manual_seed(2))
+    kl = (torch.softmax(teacher_logits / 2, 1) * (torch.log_softmax(teacher_logits / 2, 1)
+                                                  - torch.log_softmax(student / 2, 1))).sum(1).mean() * 4
+    assert distillation(student, teacher_logits, 2.0).item() == pytest.approx(kl.item(), rel=1e-5)
+
+    teacher = torch.nn.Linear(3, 5)
+    x, y = torch.randn(4, 3), torch.tensor([0, 1, 2, 3])
+    model = torch.nn.Linear(3, 5)
+    loss, logits = with_distillation(cross_entropy, teacher, lam=0.1)(model, x, y)
+    expected = torch.nn.functional.cross_entropy(model(x), y) + 0.1 * distillation(model(x), teacher(x))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    assert teacher.weight.grad is None and model.weight.grad is not None
+
+
+def test_distillation_teacher_must_be_built_for_the_students_dataset(tmp_path):
+    from spikeshield.models import create_model
+
+    checkpoint.save(create_model("lenet", dataset="cifar10", ann=True), tmp_path / "teacher")
+    cfg = parse_config({"out_dir": str(tmp_path / "run"), "device": "cpu", "model": {"name": "lenet", "T": 2},
+                        "data": {"train_subset": 64, "eval_subset": 32}, "optim": {"epochs": 1},
+                        "distill": {"teacher": str(tmp_path / "teacher")}})
+    with pytest.raises(ValueError, match="cifar10 images; the student for fashion_mnist"):
+        train(cfg, progress=False)

@@ -65,7 +65,45 @@ def sparsity_regularized(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam
     return F.cross_entropy(logits, y) + lam * penalty, logits
 
 
-OBJECTIVES: dict[str, Objective] = {"ce": cross_entropy, "sr": sparsity_regularized}
+def temporal_efficient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mu: float = 1e-3,
+                       phi: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """TET (Deng et al. 2022), RSC-SNN's "pre-synaptic" loss (METHODS 4): the cross-entropy of every step's output
+    ``o_t`` (``model.forward_steps``), averaged over steps, plus an MSE pulling every output towards ``phi``:
+    ``(1 - mu) mean_t CE(o_t, y) + mu MSE(o, phi)``. Returns the time-averaged logits for the accuracy."""
+    if not 0 <= mu <= 1:
+        raise ValueError(f"TET mu must be in [0, 1]; got {mu}")
+    steps = model.forward_steps(x)  # [T, B, classes]
+    per_step = F.cross_entropy(steps.flatten(0, 1), y.repeat(steps.shape[0]))
+    loss = (1 - mu) * per_step + mu * F.mse_loss(steps, torch.full_like(steps, phi))
+    return loss, steps.mean(0)
+
+
+def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Knowledge distillation ``KL(softmax(z_t / tau) || softmax(z_s / tau)) tau^2``, batch mean (E-RSCT's L_KD,
+    METHODS 4; ``tau = 1`` is the paper's literal eq. 15)."""
+    log_student = F.log_softmax(student / temperature, dim=1)
+    target = F.softmax(teacher.detach() / temperature, dim=1)
+    return F.kl_div(log_student, target, reduction="batchmean") * temperature**2
+
+
+def with_distillation(objective: Objective, teacher: nn.Module, lam: float = 0.1,
+                      temperature: float = 1.0) -> Objective:
+    """``objective`` plus ``lam`` times :func:`distillation` from a frozen ``teacher`` (run without gradients on the
+    same batch: under adversarial training, the adversarial one). E-RSCT is ``tet`` with an ANN teacher, lam 0.1."""
+    if not (lam >= 0 and temperature > 0):
+        raise ValueError(f"distillation needs lam >= 0 and temperature > 0; got lam={lam}, temperature={temperature}")
+    teacher.requires_grad_(False)
+
+    def distilled(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, logits = objective(model, x, y)
+        with torch.no_grad():
+            target = teacher(x)
+        return loss + lam * distillation(logits, target, temperature), logits
+
+    return distilled
+
+
+OBJECTIVES: dict[str, Objective] = {"ce": cross_entropy, "sr": sparsity_regularized, "tet": temporal_efficient}
 
 
 def get_objective(name: str, **params) -> Objective:

@@ -36,7 +36,7 @@ from spikeshield import checkpoint
 from spikeshield.config import TrainConfig, load_config
 from spikeshield.data import ImageDataset, batches, load_dataset, make_generator, num_batches
 from spikeshield.fileio import atomic_write_text
-from spikeshield.training.objectives import get_objective
+from spikeshield.training.objectives import get_objective, with_distillation
 from spikeshield.training.orthogonal import orthogonal_retraction
 from spikeshield.training.state import join_tensors, split_tensors
 
@@ -195,6 +195,17 @@ def make_training_attack(model: nn.Module, cfg: TrainConfig):
         return RFGSM(model, a.eps, alpha=a.alpha, **one_draw)
     alpha = a.alpha if a.alpha is not None else 2.5 * a.eps / a.steps
     return PGD(model, a.eps, alpha=alpha, steps=a.steps, random_start=a.random_start, **one_draw)
+
+
+def _load_teacher(cfg: TrainConfig, model: nn.Module, device: torch.device) -> nn.Module:
+    """The frozen ``distill.teacher`` checkpoint in eval mode; it must be built for the student's dataset."""
+    teacher = checkpoint.load(cfg.distill.teacher, device=device).eval()
+    mine, theirs = getattr(model, "info", None), getattr(teacher, "info", None)
+    if theirs is None or mine is None or theirs.name != mine.name:
+        raise ValueError(f"distill.teacher {cfg.distill.teacher} was built for {getattr(theirs, 'name', 'unknown')} "
+                         f"images; the student for {getattr(mine, 'name', 'unknown')}: distill from a teacher of the "
+                         f"same dataset")
+    return teacher
 
 
 def _prepare_hosnn(model: nn.Module, cfg: TrainConfig, train_set: ImageDataset, device: torch.device,
@@ -403,6 +414,9 @@ def train(
         optimizer = make_optimizer(model, cfg)
 
     objective = get_objective(cfg.objective, **cfg.objective_params)
+    if cfg.distill.teacher is not None:
+        objective = with_distillation(objective, _load_teacher(cfg, model, device), cfg.distill.lam,
+                                      cfg.distill.temperature)
     attack = make_training_attack(model, cfg)
     ran = 0
     for epoch in range(start_epoch, epochs):
