@@ -23,6 +23,32 @@ def test_qte_reproduces_the_papers_p_qte_check():
     assert round(qte([(0, 0.8029), (8, 0.3728)]), 2) == 4.70
 
 
+#: RSC-SNN Table 3 (CIFAR10, VGG-5) and Table 6 rows: clean, FGSM, PGD accuracy (%) at 8/255, then F-QTE, P-QTE
+PAPER_ROWS = [
+    ("ANN", 90.95, 10.89, 0.12, 4.07, 3.64),
+    ("Direct", 90.69, 6.19, 0.03, 3.88, 3.63),
+    ("Poisson", 83.18, 31.20, 22.16, 4.58, 4.21),
+    ("RSC-0.1", 80.29, 51.29, 37.28, 5.26, 4.70),
+    ("RSC-0.5", 78.67, 66.61, 58.94, 5.81, 5.50),
+    ("RSC-0.1 + E-RSCT", 82.03, 54.52, 39.98, 5.46, 4.88),
+]
+
+
+@pytest.mark.parametrize(("row", "clean", "fgsm", "pgd", "f_qte", "p_qte"), PAPER_ROWS, ids=[r[0] for r in PAPER_ROWS])
+def test_qte_reproduces_the_papers_table_values_from_its_accuracies(row, clean, fgsm, pgd, f_qte, p_qte):
+    assert round(qte([(0, clean / 100), (8, fgsm / 100)]), 2) == f_qte
+    assert round(qte([(0, clean / 100), (8, pgd / 100)]), 2) == p_qte
+
+
+def test_every_evaluation_at_8_255_carries_f_qte_and_p_qte():
+    """evaluate at 8/255 records each attack's QTE from its own clean and robust accuracy; other budgets none."""
+    from spikeshield.evaluation.metrics import qte_at_8
+
+    values = qte_at_8(8 / 255, 0.8029, {"fgsm": 0.5129, "pgd7": 0.3728})
+    assert round(values["fgsm"], 2) == 5.26 and round(values["pgd7"], 2) == 4.70
+    assert qte_at_8(4 / 255, 0.8, {"fgsm": 0.5}) == {}
+
+
 def test_qte_two_points_is_symmetric_in_order():
     assert qte([(8, 0.1089), (0, 0.9095)]) == qte([(0, 0.9095), (8, 0.1089)])
 
@@ -132,9 +158,11 @@ def test_sweep_qte_is_the_trapezoid_over_the_curve(sweep):
     for name, acc in sweep.robust_acc.items():
         assert values[name] == pytest.approx(4 * (acc[0] + acc[1]) / 2 + 4 * (acc[1] + acc[2]) / 2)
     assert sweep.qte("pgd") == values["pgd7"]
-    # the 8/255 run gives the paper's two-point QTE
+    # the 8/255 run gives the paper's two-point QTE, recorded in the result itself; the 4/255 run records none
     assert qte_from_result(sweep.results[2], "fgsm") == pytest.approx(8 * (sweep.clean_acc + sweep.robust_acc[
         "fgsm"][2]) / 2)
+    assert sweep.results[2].qte == pytest.approx({name: qte_from_result(sweep.results[2], name) for name in values})
+    assert sweep.results[1].qte == {}
 
 
 def test_sweep_json_round_trip(sweep, tmp_path):

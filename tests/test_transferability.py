@@ -52,3 +52,21 @@ def test_transferability_errors(trained_lenet, fmnist_batch):
         transferability(trained_lenet, trained_lenet, x, y, attack=PGD(trained_lenet, 4 / 255))
     with pytest.raises(TypeError, match="registry name"):
         transferability(trained_lenet, trained_lenet, x, y, attack=3)
+
+
+def test_transfer_to_a_random_model_from_a_deterministic_source_does_not_ask_for_eot(trained_lenet, fmnist_eval):
+    """The transfer attack follows the source's gradient, so a deterministic source needs no EOT even when the
+    target is random; a white-box attack with one draw on the random target still gets the warning."""
+    import warnings
+
+    from spikeshield.attacks import Transfer
+    from spikeshield.models import create_model
+
+    x, y = fmnist_eval
+    target = create_model("lenet", encoder="rsc1-0.1", T=2).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate(target, x[:4], y[:4], attacks=[Transfer(target, 8 / 255, source=trained_lenet, attack="fgsm")],
+                 progress=False)
+    with pytest.warns(UserWarning, match="eot=1"):
+        evaluate(target, x[:4], y[:4], attacks="fgsm", eot=1, progress=False)

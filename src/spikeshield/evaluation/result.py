@@ -89,7 +89,10 @@ class EvalResult(JsonRecord):
     fresh draws, so the worst case is not a minimum over noisy verdicts. ``expected_acc`` gives, for ``"clean"``,
     each attack and ``"worst_case"``, the expected (per-draw) accuracy ``acc`` at the judged points with its 95%
     interval ``[low, high]`` (:func:`~spikeshield.decision.expected_accuracy`); ``per_sample_fraction`` holds each
-    point's fraction of correct draws (kept out of the JSON with ``per_sample``).
+    point's fraction of correct draws (kept out of the JSON with ``per_sample``). ``qte`` holds, at eps = 8/255 only,
+    each attack's two-point QTE between the clean point and its robust accuracy (RSC-SNN's F-QTE under ``"fgsm"``,
+    P-QTE under the PGD attack's name; :func:`~spikeshield.evaluation.qte`); empty at other budgets, where the
+    paper's numbers are not comparable.
     """
 
     model: dict[str, Any]
@@ -119,6 +122,7 @@ class EvalResult(JsonRecord):
     stochastic: bool = False
     score_draws: int = 1
     expected_acc: dict[str, dict[str, float]] = field(default_factory=dict)
+    qte: dict[str, float] = field(default_factory=dict)
     per_sample: dict[str, list[bool]] | None = field(default=None, repr=False)
     per_sample_fraction: dict[str, list[float]] | None = field(default=None, repr=False)
 

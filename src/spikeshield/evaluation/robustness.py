@@ -29,6 +29,7 @@ from spikeshield.attacks.bpda import ANNGradientModel
 from spikeshield.attacks.ensemble import Suite
 from spikeshield.attacks.registry import SUITES, make_attack, make_suite, parse_attack_list, suite_version
 from spikeshield.evaluation.flags import flags_from_result
+from spikeshield.evaluation.metrics import qte_at_8
 from spikeshield.evaluation.result import THREAT_MODELS, EvalResult, provenance
 from spikeshield.evaluation.resume import EvalState, run_fingerprint, weights_hash
 from spikeshield.validation import check_eps, unclamped_pixels
@@ -308,8 +309,10 @@ def _warn_about(model: nn.Module, named: dict[str, Attack], stochastic: bool) ->
         warnings.warn("the model is in train mode: batch norm uses batch statistics and dropout is active, so "
                       "accuracies are not those of the deployed model. Call model.eval() before evaluate() "
                       "(spikeshield models keep their surrogate gradients in eval mode).", UserWarning, stacklevel=3)
-    weak = [name for name, a in named.items() if a.eot == 1]
-    if stochastic and weak:
+    # a transfer attack follows its source's gradient: only a random source needs EOT
+    weak = [name for name, a in named.items() if a.eot == 1 and getattr(getattr(a, "source", None), "is_stochastic",
+                                                                        stochastic)]
+    if weak:
         warnings.warn(f"the model is stochastic (model.is_stochastic) but attack(s) {weak} use eot=1: a single "
                       f"random draw gives a noisy gradient, which overstates robustness. Use Expectation over "
                       f"Transformation, e.g. eot=10, which averages the gradient over 10 draws.", UserWarning,
@@ -439,6 +442,7 @@ def _summarise(model, named, eps, seed, state: EvalState, total_s, device, comma
         stochastic=stochastic,
         score_draws=draws,
         expected_acc={name: decision.expected_accuracy(values, draws) for name, values in state.fractions.items()},
+        qte=qte_at_8(eps, share(clean), robust_acc),
         per_sample_fraction={name: list(values) for name, values in state.fractions.items()},
     )
 

@@ -130,6 +130,7 @@ def write_report(result: EvalResult, path_md: str | os.PathLike, command: str | 
            if result.cascade else ""),
         "",
         *_decision_lines(result),
+        *_qte_lines(result),
         *_skipped_lines(result),
     ]
     if result.attacks:
@@ -160,6 +161,15 @@ def _decision_lines(result: EvalResult) -> list[str]:
         lines.append(f"| {name} | {100 * majority.get(name, float('nan')):.2f} | {100 * e['acc']:.2f} | "
                      f"{100 * e['low']:.2f}-{100 * e['high']:.2f} |")
     return [*lines, ""]
+
+
+def _qte_lines(result: EvalResult) -> list[str]:
+    """Each attack's QTE at 8/255 (RSC-SNN's F-QTE for FGSM, P-QTE for PGD), when the result has them."""
+    if not result.qte:
+        return []
+    cells = ", ".join(f"{name} {value:.2f}" for name, value in result.qte.items())
+    return ["## QTE (eta 0 to 8/255)", "", f"Trade-off area between clean and each attack's robust accuracy "
+            f"(RSC-SNN eq. 6; F-QTE is FGSM's, P-QTE the PGD attack's): {cells}.", ""]
 
 
 def _skipped_lines(result: EvalResult) -> list[str]:
