@@ -1,4 +1,4 @@
-"""Command line: ``spikeshield train | eval | check | audit | sweep | transfer | agcs | data | list``.
+"""Command line: ``spikeshield train | eval | check | audit | sweep | transfer | agcs | certify | data | list``.
 
     spikeshield train --config configs/quick.yaml
     spikeshield check --checkpoint runs/quick/model --n-examples 500    # naive vs honest, the gap, the audit's flags
@@ -8,6 +8,7 @@
     spikeshield sweep --checkpoint runs/quick/model --attacks fgsm,pgd7 --eps-list 0,4/255,8/255
     spikeshield transfer --checkpoint runs/quick/model --source runs/other/model --attack pgd7
     spikeshield agcs --checkpoint runs/rsc/model
+    spikeshield certify --checkpoint runs/rsc/model --n0 100 --n 1000 --alpha 0.001 --n-examples 100
 """
 
 from __future__ import annotations
@@ -232,6 +233,26 @@ def _agcs(args: argparse.Namespace) -> None:
     print(f"AGCS {result.mean:.4f} over {result.n} images; wrote {out / 'agcs.json'} and {out / 'agcs.png'}")
 
 
+def _certify(args: argparse.Namespace) -> None:
+    from spikeshield.evaluation import certify
+
+    model, x, y, command = _load_for_attack(args)
+    out = _out_dir(args)
+    state = args.state_file or out / "certify-state.json"
+    result = certify(model.eval(), x, y, n0=args.n0, n=args.n, alpha=args.alpha, batch_size=args.batch_size,
+                     seed=args.seed, progress=not args.no_progress, state_file=state, command=command)
+    result.save_json(out / "certify.json")
+    result.plot(out / "certify.png")
+    if not args.state_file:  # finished: a later run with other settings starts clean
+        state.unlink(missing_ok=True)
+    unit = f"{result.norm.upper()} radius (pixels)"
+    radii = [float(r) for r in args.radii.split(",")] if args.radii else [0.0, *sorted(set(result.radii))[-3:]]
+    print(f"{result.coding} coding, {result.n_examples} images, abstained on {100 * result.abstain_rate:.1f}%")
+    for radius, acc in result.curve(radii):
+        print(f"  {unit} >= {radius:.4g}: certified accuracy {100 * acc:.2f}%")
+    print(f"wrote {out / 'certify.json'} and {out / 'certify.png'}")
+
+
 def _data(args: argparse.Namespace) -> None:
     from spikeshield.data import load_dataset
 
@@ -338,6 +359,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("agcs", help="gradient agreement between random draws of a stochastic model, with histogram")
     _add_model_and_data(p, n_examples=1000, writes="agcs.json and agcs.png")
     p.set_defaults(func=_agcs)
+
+    p = sub.add_parser("certify", help="certified accuracy of a model coded with smoothing noise (rsc1, rsc2, poisson)")
+    _add_model_and_data(p, n_examples=100, writes="certify.json, certify.png and certify-state.json")
+    p.set_defaults(batch_size=500)
+    p.add_argument("--n0", type=int, default=100, help="draws that pick the class (Cohen et al.: 100)")
+    p.add_argument("--n", type=int, default=1000, help="draws that bound its probability (Cohen et al.: 100000)")
+    p.add_argument("--alpha", type=float, default=0.001, help="failure probability of each certificate")
+    p.add_argument("--radii", default=None, help="comma list of radii to print certified accuracy at")
+    p.add_argument("--state-file", default=None,
+                   help="JSON progress file (default: certify-state.json in --out, removed when done); an "
+                        "interrupted run resumes from it")
+    p.set_defaults(func=_certify)
 
     p = sub.add_parser("data", help="locate (or download) a dataset and print what was found")
     p.add_argument("--dataset", default="fashion_mnist")

@@ -209,6 +209,44 @@ def _as_array(values: Any) -> Any:
     return np.asarray(values, dtype=np.float64)
 
 
+def plot_certified(
+    result: Any,
+    path: str | os.PathLike,
+    empirical: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Certified accuracy (%) against the radius of a :class:`~spikeshield.evaluation.CertifyResult` (or
+    ``{label: result}`` to overlay several models) to a PNG at ``path``.
+
+    ``empirical`` adds points beside the curves, e.g. robust accuracy under attack at the radius of the L-inf
+    ball's enclosing ball (``{"PGD (upper bound)": [(radius, accuracy)]}``, accuracy as a fraction): certified
+    accuracy must stay below them.
+    """
+    results = dict(result) if isinstance(result, Mapping) else {None: result}
+    if not results:
+        raise ValueError("nothing to plot: no certification results given")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    norms = set()
+    for label, res in results.items():
+        points = res.curve()
+        radii = [r for r, _ in points] + [max(r for r, _ in points) * 1.05 + 1e-9]
+        accs = [100 * a for _, a in points] + [0.0]
+        name = label or f"{res.coding}"
+        ax.step(radii, accs, where="post", label=f"{name} (n = {res.n}, alpha = {res.alpha:g})")
+        norms.add(res.norm)
+    for i, (name, points) in enumerate((empirical or {}).items()):
+        pts = [(float(r), float(a)) for r, a in points]
+        if any(not 0.0 <= a <= 1.0 for _, a in pts):
+            raise ValueError(f"empirical points {name!r} need accuracies as fractions in [0, 1]")
+        ax.plot([r for r, _ in pts], [100 * a for _, a in pts], linestyle="none", marker="osD^v"[i % 5], label=name)
+    ax.set(xlabel=f"radius ({'/'.join(sorted(n.upper() for n in norms))}, pixel units)",
+           ylabel="certified accuracy (%)", ylim=(-2, 102))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "certified accuracy of the smoothed classifier")
+    return _save(fig, path)
+
+
 def _save(fig: Any, path: str | os.PathLike) -> Path:
     """Write ``fig`` as a PNG at ``path`` (creating its folder), close it and return the path."""
     path = Path(path)
