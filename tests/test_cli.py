@@ -148,3 +148,32 @@ def test_randhet_trains_from_its_shipped_config_and_evaluates_with_eot(tmp_path)
     assert code == 0
     result = json.loads((out / "eval" / "eval.json").read_text())
     assert result["stochastic"] and result["score_draws"] == 10 and result["attacks"]["fgsm"]["eot"] == 10
+
+
+def test_rsc_with_e_rsct_trains_from_its_shipped_configs_evaluates_and_certifies(tmp_path, capsys):
+    """configs/rsc/: the ANN twin first, then RSC-I 0.1 with E-RSCT and FGSM AT distilled from it (shrunk: 160
+    images, 32 held out, T = 2), evaluated with EOT (QTE at 8/255 in the record) and certified from the CLI."""
+    shrink = ["--set", "data.train_subset=160", "--set", "data.eval_subset=32", "--set", "select.holdout=32"]
+    ann = tmp_path / "ann"
+    assert main(["train", "--config", "configs/rsc/ann.yaml", "--no-progress", "--set", f"out_dir={ann}",
+                 *shrink]) == 0
+    out = tmp_path / "rsc"
+    assert main(["train", "--config", "configs/rsc/rsc1-0.1_erst_at.yaml", "--no-progress", "--set",
+                 f"out_dir={out}", "--set", f"distill.teacher={ann / 'selected'}", "--set", "model.T=2",
+                 *shrink]) == 0
+    assert main(["eval", "--checkpoint", str(out / "selected"), "--attacks", "fgsm,pgd7", "--n-examples", "8",
+                 "--out", str(out / "eval"), "--no-progress"]) == 0
+    result = json.loads((out / "eval" / "eval.json").read_text())
+    assert result["stochastic"] and set(result["qte"]) == {"fgsm", "pgd7"}
+    assert "QTE" in (out / "eval" / "eval.md").read_text()
+    capsys.readouterr()
+    assert main(["certify", "--checkpoint", str(out / "selected"), "--n-examples", "3", "--n0", "10", "--n", "50",
+                 "--radii", "0,0.1", "--out", str(out / "cert"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    certified = json.loads((out / "cert" / "certify.json").read_text())
+    assert certified["coding"] == "rsc1" and certified["norm"] == "l2" and len(certified["radii"]) == 3
+    assert "certified accuracy" in printed and (out / "cert" / "certify.png").stat().st_size > 0
+    assert not (out / "cert" / "certify-state.json").exists()
+    wrong = main(["certify", "--checkpoint", str(ann / "selected"), "--n-examples", "2", "--out", str(tmp_path / "x"),
+                  "--no-progress"])
+    assert wrong == 2 and "smoothing noise" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """SNN-RAT style VGGs (METHODS 4): conv3x3 - BN - spiking neuron blocks with 2x2 average pooling,
-then ``FC4096 - FC4096`` hidden layers and a linear readout per step."""
+then ``FC4096 - FC4096`` hidden layers and a linear readout per step. ``width`` scales the channel counts and
+``hidden`` sets the FC width (a CPU-sized VGG-5: ``width=0.25, hidden=1024``)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ CONFIGS: dict[str, list[int | str]] = {
 }
 
 
-def vgg(layout: list[int | str], info: DatasetInfo, parts: Parts, hidden: int = 4096) -> nn.Sequential:
-    """Build a VGG body from a layout of channel counts and ``"A"`` (average pool)."""
+def vgg(layout: list[int | str], info: DatasetInfo, parts: Parts, hidden: int = 4096,
+        width: float = 1.0) -> nn.Sequential:
+    """Build a VGG body from a layout of channel counts (times ``width``) and ``"A"`` (average pool)."""
+    if not width > 0:
+        raise ValueError(f"width (channel multiplier) must be > 0; got {width!r}")
+    if not isinstance(hidden, int) or hidden < 1:
+        raise ValueError(f"hidden (FC width) must be a positive integer; got {hidden!r}")
     layers: list[nn.Module] = []
     channels, size, pending = info.channels, info.size, []
     for item in layout:
@@ -29,6 +35,7 @@ def vgg(layout: list[int | str], info: DatasetInfo, parts: Parts, hidden: int = 
                 raise ValueError(f"{info.size}px {info.name} images are too small for this VGG's {layout.count('A')} "
                                  f"pooling stages; use a smaller VGG or larger images")
             continue
+        item = max(1, round(item * width))
         pending += [nn.Conv2d(channels, item, 3, padding=1, bias=False), nn.BatchNorm2d(item)]
         layers += [TimeFold(*pending), parts.activation((item, size, size))]
         channels, pending = item, []
@@ -44,10 +51,11 @@ def vgg(layout: list[int | str], info: DatasetInfo, parts: Parts, hidden: int = 
 
 
 def _register(name: str) -> None:
-    def build(info: DatasetInfo, parts: Parts, hidden: int = 4096) -> nn.Sequential:
-        return vgg(CONFIGS[name], info, parts, hidden)
+    def build(info: DatasetInfo, parts: Parts, hidden: int = 4096, width: float = 1.0) -> nn.Sequential:
+        return vgg(CONFIGS[name], info, parts, hidden, width)
 
-    build.__doc__ = f"{name.upper()} body: {CONFIGS[name]} then FC{{hidden}}-FC{{hidden}}-classes."
+    build.__doc__ = (f"{name.upper()} body: {CONFIGS[name]} (channels times width), then FC{{hidden}}-FC{{hidden}}-"
+                     f"classes.")
     register_model(name)(build)
 
 
