@@ -137,22 +137,28 @@ def agcs_record(model, x_full, y_full, x, y) -> dict:
             "perturbation_cosine": perturbations.mean, "n_agcs": x_full.shape[0], "n_perturbation": x.shape[0]}
 
 
-def run_eval(args, command: str) -> None:
-    """Phase eval: every missing piece of every model of --runs, piece by piece across models."""
+ORDER = ("full", "attacks", "no-eot", "agcs", "strong", "eot-sweep", "audit")
+
+
+def run_eval(args, command: str, order: tuple[str, ...] = ORDER, jobs_for=None, load=None,
+             n_images: int | None = None) -> None:
+    """Phase eval: every missing piece of every model of --runs, piece by piece across models (``order``); a model's
+    jobs come from ``jobs_for(run, model, data, args)`` (default :func:`pieces`) on the first ``n_images`` test images
+    (default: as many as --n-full, --n, --n-strong, --n-audit need), the model from ``load(run, args)`` (default
+    :func:`load_model`). Each piece is seeded with 0 and claimed through a ``.running`` lock."""
+    jobs_for, load = jobs_for or pieces, load or load_model
     test = load_dataset("fashion_mnist", "test", data_dir=args.data_dir)
-    n = max(args.n_full, args.n, args.n_strong, args.n_audit)
+    n = n_images or max(args.n_full, args.n, args.n_strong, args.n_audit)
     data = {"x": test.images[:n].float().div(255).to(args.device), "y": test.labels[:n].to(args.device),
             "command": command}
-    runs = args.runs.split(",")
-    order = ("full", "attacks", "no-eot", "agcs", "strong", "eot-sweep", "audit")
     for piece in order:
-        for run in runs:
+        for run in args.runs.split(","):
             path = Path(args.out) / run / f"{piece}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists() or not (Path(args.work) / run / "model").exists():  # done, or not trained yet
                 continue
-            model = load_model(run, args)
-            jobs = pieces(run, model, data, args)
+            model = load(run, args)
+            jobs = jobs_for(run, model, data, args)
             if piece not in jobs or not claim(path.with_suffix(".running")):
                 continue
             torch.manual_seed(0)

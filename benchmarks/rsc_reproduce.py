@@ -1,0 +1,156 @@
+"""RSC-SNN reproduction on FashionMNIST (issue 18, item 5): direct, Poisson, RSC-I / RSC-II at several noise variances,
+with and without E-RSCT and FGSM adversarial training (configs/rsc/), judged with EOT and the decision rule, against
+certified bounds, beside the paper's CIFAR-10 numbers (METHODS 4).
+
+Phase ``train`` trains the runs of configs/rsc/ under --work, the ANN teacher first (two processes can share the list:
+each claims a run; a process that needs the teacher waits for it). Phase ``eval`` runs each model's pieces at eps
+8/255, one resumable piece at a time (start it twice for two cores):
+
+- ``full``: clean, FGSM and PGD7 (alpha 0.01, the paper's) with EOT (10 draws per gradient on a random model) and the
+  decision rule on the first --n-full test images; F-QTE and P-QTE come with it;
+- ``no-eot``: FGSM and PGD7 with one draw per gradient (the paper's white-box protocol) and PGD7 with 2 draws (its
+  EOT-PGD: torchattacks' default) on the same images;
+- ``transfer``: PGD7 crafted on the independently trained direct SNN (configs/rsc/direct_seed1.yaml);
+- ``certify``: CERTIFY over the coding noise (n0 100, --cert-n draws, alpha 0.001) on the first --n-cert;
+- ``strong`` (--deep-runs): snn-adaptive-quick then AutoAttack (``rand`` on a random model) as one cascade on the
+  first --n-strong;
+- ``audit`` (--deep-runs): the gradient-obfuscation checklist on the first --n-audit.
+
+Phase ``report`` writes reproduction.md, summary.json, noise.png (noise-level ablation, paper Figure 3) and
+certified.png (certified accuracy against radius, with the empirical robust accuracy at the L-inf ball's radius).
+
+    python benchmarks/rsc_reproduce.py --phase train        # start twice for two cores
+    python benchmarks/rsc_reproduce.py --phase eval         # start twice for two cores
+    python benchmarks/rsc_reproduce.py --phase report
+    python benchmarks/rsc_reproduce.py --phase all --train-subset 256 --n-full 16 --n-strong 4 --n-cert 4 \\
+        --cert-n 50 --n-audit 4 --work /tmp/rsc --out /tmp/rsc-out        # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from hosnn_reproduce import claim
+from randhet_reproduce import load_model, run_eval
+
+from spikeshield.attacks import Transfer, make_attack
+from spikeshield.evaluation import audit, certify, evaluate
+from spikeshield.training import train_from_file
+
+EPS = 8 / 255
+TEACHER = "ann"
+SOURCE = "direct_seed1"
+RUNS = ("ann", "direct", SOURCE, "poisson", "rsc1-0.01", "rsc1-0.1", "rsc1-0.5", "rsc2-0.1", "rsc1-0.1_erst",
+        "rsc1-0.1_at", "rsc1-0.1_erst_at")
+ORDER = ("full", "no-eot", "transfer", "certify", "strong", "audit")
+#: METHODS 4, paper Tables 3, 5 and 6 (CIFAR-10, VGG-5, no EOT): clean, FGSM, PGD7 (%), F-QTE, P-QTE
+PAPER = {
+    "ann": (90.95, 10.89, 0.12, 4.07, 3.64),
+    "direct": (90.69, 6.19, 0.03, 3.88, 3.63),
+    "poisson": (83.18, 31.20, 22.16, 4.58, 4.21),
+    "rsc1-0.1": (80.29, 51.29, 37.28, 5.26, 4.70),
+    "rsc1-0.5": (78.67, 66.61, 58.94, 5.81, 5.50),
+    "rsc1-0.1_erst": (82.03, 54.52, 39.98, 5.46, 4.88),
+    "rsc1-0.1_at": (80.27, 55.58, 43.59, None, None),
+}
+
+
+def pgd7(model, name: str = "pgd7", **options):
+    """The paper's PGD: 7 steps of 0.01 at eps 8/255 (random start), reported as ``name``."""
+    attack = make_attack("pgd7", model, EPS, alpha=0.01, steps=7, **options)
+    attack.name = name
+    return attack
+
+
+def train_runs(args) -> None:
+    """Phase train: every run of --runs whose checkpoint is missing, one claimed run at a time; runs distilled from
+    the ANN wait until it is trained."""
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    teacher = work / TEACHER / "selected"
+    for run in args.runs.split(","):
+        out_dir = work / run
+        lock = work / f"{run}.training"
+        if (out_dir / "model").exists() or not claim(lock):
+            continue
+        overrides = {"device": args.device, "out_dir": str(out_dir), "data.data_dir": args.data_dir}
+        if "erst" in run:
+            overrides["distill.teacher"] = str(teacher)
+            while not (work / TEACHER / "model").exists():  # the teacher is being trained by another process
+                time.sleep(10)
+        if args.train_subset:
+            overrides["data.train_subset"] = args.train_subset
+            overrides["select.holdout"] = min(1000, args.train_subset // 4)
+        started = time.perf_counter()
+        train_from_file(f"configs/rsc/{run}.yaml", overrides=overrides, overwrite=True, progress=False)
+        lock.unlink()
+        print(f"{run}: trained in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def pieces(run: str, model, data: dict, args) -> dict:
+    """``{piece: job}`` for one model; each job returns a JSON-ready record."""
+    x, y = data["x"][: args.n_full], data["y"][: args.n_full]
+    common = dict(eps=EPS, progress=False, command=data["command"], batch_size=args.eval_batch)
+    random = bool(getattr(model, "is_stochastic", False))
+    jobs = {"full": lambda: evaluate(model, x, y, attacks=[make_attack("fgsm", model, EPS), pgd7(model)],
+                                     **common).to_dict(per_sample=True)}
+    if run == TEACHER:
+        return jobs
+    if random:
+        jobs["no-eot"] = lambda: evaluate(
+            model, x, y, attacks=[make_attack("fgsm", model, EPS, eot=1), pgd7(model, eot=1),
+                                  pgd7(model, "eot2-pgd7", eot=2)],
+            **common).to_dict(per_sample=True)
+        jobs["certify"] = lambda: certify(model, data["x"][: args.n_cert], data["y"][: args.n_cert], n0=100,
+                                          n=args.cert_n, alpha=0.001, progress=False,
+                                          command=data["command"]).to_dict()
+    if run != SOURCE:
+        source = load_model(SOURCE, args)
+        jobs["transfer"] = lambda: evaluate(model, x, y, attacks=[Transfer(model, EPS, attack=pgd7(source))],
+                                            **common).to_dict(per_sample=True)
+    if run not in args.deep_runs.split(","):
+        return jobs
+    x_s, y_s = data["x"][: args.n_strong], data["y"][: args.n_strong]
+    jobs["strong"] = lambda: evaluate(model, x_s, y_s, attacks=["snn-adaptive-quick", "autoattack"], cascade=True,
+                                      **common).to_dict(per_sample=True)
+    jobs["audit"] = lambda: audit(model, data["x"][: args.n_audit], data["y"][: args.n_audit], EPS, progress=False,
+                                  command=data["command"]).to_dict()
+    return jobs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--phase", choices=("train", "eval", "report", "all"), default="all")
+    parser.add_argument("--runs", default=",".join(RUNS))
+    parser.add_argument("--work", default="runs/rsc")
+    parser.add_argument("--out", default="benchmarks/results/rsc")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--train-subset", type=int, default=None, help="override the configs' 16,000 images")
+    parser.add_argument("--n-full", type=int, default=200)
+    parser.add_argument("--n-strong", type=int, default=16)
+    parser.add_argument("--n-cert", type=int, default=100)
+    parser.add_argument("--cert-n", type=int, default=500, help="CERTIFY's estimation draws per image")
+    parser.add_argument("--deep-runs", default="direct,poisson,rsc1-0.1,rsc1-0.1_erst",
+                        help="runs that also get the strong cascade and the audit")
+    parser.add_argument("--n-audit", type=int, default=8)
+    parser.add_argument("--eval-batch", type=int, default=100)
+    args = parser.parse_args()
+    command = "python benchmarks/rsc_reproduce.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.phase in ("train", "all"):
+        train_runs(args)
+    if args.phase in ("eval", "all"):
+        n_images = max(args.n_full, args.n_strong, args.n_cert, args.n_audit)
+        run_eval(args, command, ORDER, pieces, n_images=n_images)
+    if args.phase in ("report", "all"):
+        from rsc_report import write_report
+
+        write_report(Path(args.out), args, command)
+
+
+if __name__ == "__main__":
+    main()
