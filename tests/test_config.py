@@ -67,7 +67,7 @@ def test_unknown_key_is_named_with_allowed_keys():
         ({"adversarial": {"attack": "cw"}}, ["adversarial.attack", "pgd"]),
         ({"optim": {"name": "adam", "nesterov": True}}, ["nesterov", "sgd"]),
         ({"data": {"batch_size": 0}}, ["data.batch_size"]),
-        ({"objective": "tet"}, ["objective", "unknown objective"]),
+        ({"objective": "focal"}, ["objective", "unknown objective"]),
     ],
 )
 def test_bad_values(data, words):
