@@ -222,8 +222,8 @@ def certify(
         n0: draws that pick the class; ``n``: draws that bound its probability (Cohen et al.: 100 and 100,000).
         alpha: the certificate fails with probability at most ``alpha`` per sample.
         batch_size: copies of one image per forward pass.
-        seed: each sample's draws are seeded from ``(seed, index)``, so results do not depend on the order, the
-            batch size's split of the draws aside, or on resuming.
+        seed: each sample's draws are seeded from ``(seed, index)``, so a sample's result does not depend on the
+            samples before it or on resuming (it does depend on ``batch_size``, which splits the draws).
         progress: a tqdm progress bar over the samples.
         state_file: a JSON file updated after every sample; if it exists (from an interrupted call with the same
             settings, model and weights) the finished samples are kept and the run goes on from there.

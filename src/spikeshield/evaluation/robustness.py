@@ -313,7 +313,8 @@ def _warn_about(model: nn.Module, named: dict[str, Attack], stochastic: bool) ->
     weak = [name for name, a in named.items() if a.eot == 1 and getattr(getattr(a, "source", None), "is_stochastic",
                                                                         stochastic)]
     if weak:
-        warnings.warn(f"the model is stochastic (model.is_stochastic) but attack(s) {weak} use eot=1: a single "
+        warnings.warn(f"attack(s) {weak} follow the gradient of a stochastic model (model.is_stochastic, or a "
+                      f"transfer attack's source) with eot=1: a single "
                       f"random draw gives a noisy gradient, which overstates robustness. Use Expectation over "
                       f"Transformation, e.g. eot=10, which averages the gradient over 10 draws.", UserWarning,
                       stacklevel=3)
