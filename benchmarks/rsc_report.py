@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 from hosnn_reproduce import load_pieces, mcnemar, with_interval
-from rsc_reproduce import EPS, PAPER, RUNS, SWEEP_EPS
+from rsc_reproduce import EPS, PAPER, RUNS, SMALL_EPS, SWEEP_EPS
 
 from spikeshield.data import load_dataset
 from spikeshield.evaluation import CertifyResult, coding_cosine
@@ -102,12 +102,12 @@ def pair_lines(found: dict) -> list[str]:
 
 
 def certified_lines(found: dict) -> tuple[list[str], dict]:
-    """Certified accuracy at a few radii, and at the radius of the ball that holds the L-inf ball of 8/255 beside
-    PGD7's (EOT) robust accuracy on the same images: the certificate is a lower bound, so no image may be certified
-    there and broken by the attack."""
+    """Certified accuracy at a few radii, and at the radius of the ball that holds the L-inf ball of 4/255 and of
+    8/255 beside PGD7's (EOT) robust accuracy there on the same images: the certificate is a lower bound, so no image
+    may be certified there and broken by the attack."""
     lines = ["| Model | norm | n | abstain | " + " | ".join(f"r = {r:g}" for r in L2_RADII) +
-             " | at the 8/255 L-inf ball's radius | PGD7 (EOT), same images | certified but broken |",
-             "|---|---|---:|---:|" + "---:|" * (len(L2_RADII) + 3)]
+             " | at 4/255's ball | PGD7 4/255, same images | certified but broken | at 8/255's ball | PGD7 8/255 | "
+             "certified but broken |", "|---|---|---:|---:|" + "---:|" * (len(L2_RADII) + 6)]
     results = {}
     for run in RUNS:
         record = found.get(run, {}).get("certify")
@@ -116,14 +116,21 @@ def certified_lines(found: dict) -> tuple[list[str], dict]:
         result = CertifyResult.from_dict(record)
         results[run] = result
         radii = L2_RADII if result.norm == "l2" else tuple(r / 10 for r in L2_RADII)
-        ball = result.linf_radius(EPS)
-        attacked = found[run]["full"]["per_sample"]["pgd7"][: result.n_examples]
-        sure = [p == y and r >= ball for p, y, r in zip(result.predictions, result.labels, result.radii, strict=True)]
-        broken = sum(s and not a for s, a in zip(sure, attacked, strict=False))
+        cells = [pct(result.certified_accuracy(r)) for r in radii]
+        for eps, piece, attack in ((SMALL_EPS, "small-eps", "pgd7"), (EPS, "full", "pgd7")):
+            ball = result.linf_radius(eps)
+            record = found[run].get(piece)
+            if record is None:
+                cells += [f"{pct(result.certified_accuracy(ball))} (r = {ball:.3g})", "-", "-"]
+                continue
+            attacked = record["per_sample"][attack][: result.n_examples]
+            sure = [p == y and r >= ball for p, y, r in zip(result.predictions, result.labels, result.radii,
+                                                           strict=True)]
+            broken = sum(s and not a for s, a in zip(sure, attacked, strict=False))
+            cells += [f"{pct(result.certified_accuracy(ball))} (r = {ball:.3g})",
+                      pct(sum(attacked) / len(attacked)), str(broken)]
         lines.append(f"| {LABELS[run]} | {result.norm.upper()} | {result.n_examples} | {pct(result.abstain_rate)} | "
-                     + " | ".join(pct(result.certified_accuracy(r)) for r in radii)
-                     + f" | {pct(result.certified_accuracy(ball))} (r = {ball:.3g}) | "
-                     f"{pct(sum(attacked) / len(attacked))} | {broken} |")
+                     + " | ".join(cells) + " |")
     return lines, results
 
 
@@ -183,9 +190,12 @@ def plots(found: dict, certified: dict, out: Path) -> None:
         plt.close(fig)
     l2 = {LABELS[r]: res for r, res in certified.items() if res.norm == "l2"}
     if l2:
-        empirical = {f"{LABELS[r]}: PGD7 (EOT) at the 8/255 ball": [(res.linf_radius(EPS),
-                                                                     robust(found[r]["full"], "pgd7"))]
-                     for r, res in certified.items() if res.norm == "l2" and "full" in found[r]}
+        empirical = {}
+        for run, res in certified.items():
+            points = [(res.linf_radius(eps), robust(found[run].get(piece), "pgd7"))
+                      for eps, piece in ((SMALL_EPS, "small-eps"), (EPS, "full"))]
+            if res.norm == "l2" and any(acc is not None for _, acc in points):
+                empirical[f"{LABELS[run]}: PGD7 (EOT) at 4 and 8/255"] = [p for p in points if p[1] is not None]
         plot_certified(l2, out / "certified.png", empirical=empirical,
                        title="certified L2 accuracy of the smoothed RSC models, FashionMNIST")
 
@@ -209,8 +219,11 @@ def summary(found: dict, certified: dict, cosines: dict) -> dict:
         if run in certified:
             result = certified[run]
             row["certified"] = {"norm": result.norm, "abstain": result.abstain_rate,
-                                "at_linf_ball": result.certified_accuracy(result.linf_radius(EPS)),
+                                "at_linf_ball_8": result.certified_accuracy(result.linf_radius(EPS)),
+                                "at_linf_ball_4": result.certified_accuracy(result.linf_radius(SMALL_EPS)),
                                 "curve": result.curve(L2_RADII if result.norm == "l2" else None)}
+        if "small-eps" in pieces:
+            row["pgd7_4"] = robust(pieces["small-eps"], "pgd7")
         if "audit" in pieces:
             row["audit_flags"] = pieces["audit"]["flags"]
         out[run] = row
@@ -249,9 +262,10 @@ def write_report(out: Path, args, command: str) -> None:
         "## Certified accuracy", "",
         "CERTIFY (Cohen et al.) over each model's own coding noise, n0 = 100, alpha = 0.001; L2 radii in pixel units "
         "for RSC (RSC-II's divided by sqrt(T)), L1 for Poisson (its columns at a tenth of the L2 radii). The last "
-        "two columns compare the certificate at the radius of the ball that contains the L-inf ball of 8/255 "
-        "(eps sqrt(784) in L2, eps 784 in L1) with the strongest attack's robust accuracy: a certificate is a lower "
-        "bound, so it must not exceed the attack.", "",
+        "six columns compare the certificate at the radius of the ball that contains the L-inf ball of 4/255 and "
+        "of 8/255 (eps sqrt(784) in L2, eps 784 in L1) with PGD7's robust accuracy (EOT, decision rule) at that "
+        "eps on the same images: a certificate is a lower bound, so no image may be both certified there and "
+        "broken by the attack.", "",
         *cert_table, "",
         "## Poisson and RSC codings", "",
         *cosine_text, "",

@@ -15,6 +15,9 @@ each claims a run; a process that needs the teacher waits for it). Phase ``eval`
   EOT-PGD: torchattacks' default) on the same images;
 - ``transfer``: PGD7 crafted on the independently trained direct SNN (configs/rsc/direct_seed1.yaml);
 - ``certify``: CERTIFY over the coding noise (n0 100, --cert-n draws, alpha 0.001) on the first --n-cert;
+- ``small-eps``: PGD7 (step 2.5 eps / 7) with EOT at 4/255 on the certified images: the L2 ball of radius
+  4/255 sqrt(784) = 0.44 holds that L-inf ball, within reach of the certificate, so no image may be certified there and
+  broken by the attack (a check of both);
 - ``strong`` (--deep-runs): snn-adaptive-quick then AutoAttack (``rand`` on a random model) as one cascade on the
   first --n-strong;
 - ``audit`` (--deep-runs): the gradient-obfuscation checklist on the first --n-audit.
@@ -49,7 +52,8 @@ TEACHER = "ann"
 SOURCE = "direct_seed1"
 RUNS = ("ann", "direct", SOURCE, "poisson", "rsc1-0.01", "rsc1-0.1", "rsc1-0.5", "rsc2-0.1", "rsc1-0.1_erst",
         "rsc1-0.1_at", "rsc1-0.1_erst_at")
-ORDER = ("full", "sweep", "no-eot", "transfer", "certify", "strong", "audit")
+ORDER = ("full", "sweep", "no-eot", "transfer", "certify", "strong", "audit", "small-eps")
+SMALL_EPS = 4 / 255
 SWEEP_EPS = (0, 8 / 255, 16 / 255, 32 / 255)
 #: METHODS 4, paper Tables 3, 5 and 6 (CIFAR-10, VGG-5, no EOT): clean, FGSM, PGD7 (%), F-QTE, P-QTE
 PAPER = {
@@ -119,6 +123,9 @@ def pieces(run: str, model, data: dict, args) -> dict:
         jobs["certify"] = lambda: certify(model, data["x"][: args.n_cert], data["y"][: args.n_cert], n0=100,
                                           n=args.cert_n, alpha=0.001, progress=False,
                                           command=data["command"]).to_dict()
+        jobs["small-eps"] = lambda: evaluate(model, data["x"][: args.n_cert], data["y"][: args.n_cert],
+                                             attacks=[scaled_pgd7(model, SMALL_EPS)],
+                                             **{**common, "eps": SMALL_EPS}).to_dict(per_sample=True)
     if run != SOURCE:
         source = load_model(SOURCE, args)
         jobs["transfer"] = lambda: evaluate(model, x, y, attacks=[Transfer(model, EPS, attack=pgd7(source))],
