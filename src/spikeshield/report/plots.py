@@ -220,29 +220,31 @@ def plot_certified(
 
     ``empirical`` adds points beside the curves, e.g. robust accuracy under attack at the radius of the L-inf
     ball's enclosing ball (``{"PGD (upper bound)": [(radius, accuracy)]}``, accuracy as a fraction): certified
-    accuracy must stay below them.
+    accuracy must stay below them. Points keyed by a label of ``result`` take that curve's colour.
     """
     results = dict(result) if isinstance(result, Mapping) else {None: result}
     if not results:
         raise ValueError("nothing to plot: no certification results given")
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
-    norms = set()
-    for label, res in results.items():
+    fig, ax = plt.subplots(figsize=(7.2, 4.4), constrained_layout=True)
+    colours, norms = {}, set()
+    for i, (label, res) in enumerate(results.items()):
         points = res.curve()
         radii = [r for r, _ in points] + [max(r for r, _ in points) * 1.05 + 1e-9]
         accs = [100 * a for _, a in points] + [0.0]
-        name = label or f"{res.coding}"
-        ax.step(radii, accs, where="post", label=f"{name} (n = {res.n}, alpha = {res.alpha:g})")
+        colours[label] = f"C{i % 10}"
+        ax.step(radii, accs, where="post", color=colours[label],
+                label=f"{label or res.coding} (n = {res.n}, alpha = {res.alpha:g})")
         norms.add(res.norm)
     for i, (name, points) in enumerate((empirical or {}).items()):
         pts = [(float(r), float(a)) for r, a in points]
         if any(not 0.0 <= a <= 1.0 for _, a in pts):
             raise ValueError(f"empirical points {name!r} need accuracies as fractions in [0, 1]")
-        ax.plot([r for r, _ in pts], [100 * a for _, a in pts], linestyle="none", marker="osD^v"[i % 5], label=name)
+        ax.plot([r for r, _ in pts], [100 * a for _, a in pts], linestyle="none", marker="osD^v"[i % 5],
+                color=colours.get(name), label=f"{name}: attack" if name in colours else name)
     ax.set(xlabel=f"radius ({'/'.join(sorted(n.upper() for n in norms))}, pixel units)",
            ylabel="certified accuracy (%)", ylim=(-2, 102))
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small", loc="lower left")
     ax.set_title(title or "certified accuracy of the smoothed classifier")
     return _save(fig, path)
 
