@@ -20,7 +20,7 @@ each claims a run; a process that needs the teacher waits for it). Phase ``eval`
   broken by the attack (a check of both);
 - ``strong`` (--deep-runs): snn-adaptive-quick then AutoAttack (``rand`` on a random model) as one cascade on the
   first --n-strong;
-- ``audit`` (--deep-runs): the gradient-obfuscation checklist on the first --n-audit.
+- ``audit`` (--audit-runs, default --deep-runs): the gradient-obfuscation checklist on the first --n-audit.
 
 Phase ``report`` writes reproduction.md, summary.json, noise.png (noise-level ablation, paper Figure 3) and
 certified.png (certified accuracy against radius, with the empirical robust accuracy at the L-inf ball's radius).
@@ -130,13 +130,13 @@ def pieces(run: str, model, data: dict, args) -> dict:
         source = load_model(SOURCE, args)
         jobs["transfer"] = lambda: evaluate(model, x, y, attacks=[Transfer(model, EPS, attack=pgd7(source))],
                                             **common).to_dict(per_sample=True)
-    if run not in args.deep_runs.split(","):
-        return jobs
-    x_s, y_s = data["x"][: args.n_strong], data["y"][: args.n_strong]
-    jobs["strong"] = lambda: evaluate(model, x_s, y_s, attacks=["snn-adaptive-quick", "autoattack"], cascade=True,
-                                      **common).to_dict(per_sample=True)
-    jobs["audit"] = lambda: audit(model, data["x"][: args.n_audit], data["y"][: args.n_audit], EPS, progress=False,
-                                  command=data["command"]).to_dict()
+    if run in (args.audit_runs or args.deep_runs).split(","):
+        jobs["audit"] = lambda: audit(model, data["x"][: args.n_audit], data["y"][: args.n_audit], EPS,
+                                      progress=False, command=data["command"]).to_dict()
+    if run in args.deep_runs.split(","):
+        x_s, y_s = data["x"][: args.n_strong], data["y"][: args.n_strong]
+        jobs["strong"] = lambda: evaluate(model, x_s, y_s, attacks=["snn-adaptive-quick", "autoattack"],
+                                          cascade=True, **common).to_dict(per_sample=True)
     return jobs
 
 
@@ -155,6 +155,7 @@ def main() -> None:
     parser.add_argument("--cert-n", type=int, default=500, help="CERTIFY's estimation draws per image")
     parser.add_argument("--deep-runs", default="direct,poisson,rsc1-0.1,rsc1-0.1_erst",
                         help="runs that also get the strong cascade and the audit")
+    parser.add_argument("--audit-runs", default=None, help="runs that get the audit (default: --deep-runs)")
     parser.add_argument("--n-audit", type=int, default=8)
     parser.add_argument("--eval-batch", type=int, default=100)
     args = parser.parse_args()
