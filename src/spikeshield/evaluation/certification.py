@@ -49,6 +49,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from spikeshield.encoding import RSC, Poisson
+from spikeshield.evaluation.metrics import _check_xy
 from spikeshield.evaluation.result import JsonRecord, provenance, record_fields
 from spikeshield.evaluation.resume import run_fingerprint, weights_hash
 from spikeshield.fileio import atomic_write_text
@@ -276,12 +277,12 @@ def certify(
 
 
 def _check_inputs(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError("x and y must be tensors (images [N, C, H, W] in [0, 1] and labels [N])")
-    if x.dim() != 4 or y.dim() != 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+    """:func:`~spikeshield.evaluation.metrics._check_xy`, images ``[N, C, H, W]`` only, labels on the CPU."""
+    x, y = _check_xy(x, y)
+    if x.dim() != 4:
         raise ValueError(f"need images [N, C, H, W] and labels [N], N >= 1; got {tuple(x.shape)} and "
                          f"{tuple(y.shape)}")
-    return x.detach(), y.detach().long().cpu()
+    return x, y.cpu()
 
 
 def _tensor_hash(x: torch.Tensor) -> str:
