@@ -64,8 +64,9 @@ PAPER = {
 }
 
 
-def train_runs(args) -> None:
-    """Phase train: every run of --runs whose checkpoint is missing, one claimed run at a time."""
+def train_from_configs(args, configs: str = "configs/randhet", prepare=None) -> None:
+    """Phase train: every run of --runs whose checkpoint is missing, one claimed run at a time, from
+    ``<configs>/<run>.yaml``; ``prepare(run, overrides)``, if given, adds a run's own overrides (and may wait)."""
     Path(args.work).mkdir(parents=True, exist_ok=True)
     for run in args.runs.split(","):
         out_dir = Path(args.work) / run
@@ -73,11 +74,13 @@ def train_runs(args) -> None:
         if (out_dir / "model").exists() or not claim(lock):
             continue
         overrides = {"device": args.device, "out_dir": str(out_dir), "data.data_dir": args.data_dir}
+        if prepare is not None:
+            prepare(run, overrides)
         if args.train_subset:
             overrides["data.train_subset"] = args.train_subset
             overrides["select.holdout"] = min(1000, args.train_subset // 4)
         started = time.perf_counter()
-        train_from_file(f"configs/randhet/{run}.yaml", overrides=overrides, overwrite=True, progress=False)
+        train_from_file(f"{configs}/{run}.yaml", overrides=overrides, overwrite=True, progress=False)
         lock.unlink()
         print(f"{run}: trained in {time.perf_counter() - started:.0f} s", flush=True)
 
@@ -170,15 +173,22 @@ def run_eval(args, command: str, order: tuple[str, ...] = ORDER, jobs_for=None, 
             print(f"{run} {piece}: {record['time_s']:.0f} s", flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def reproduction_parser(description: str, name: str, runs: tuple[str, ...]) -> argparse.ArgumentParser:
+    """The arguments every phased reproduction shares: phase, runs, work and output folders (``runs/<name>``,
+    ``benchmarks/results/<name>``), device, data folder, training subset."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--phase", choices=("train", "eval", "report", "all"), default="all")
-    parser.add_argument("--runs", default=",".join(RUNS))
-    parser.add_argument("--work", default="runs/randhet")
-    parser.add_argument("--out", default="benchmarks/results/randhet")
+    parser.add_argument("--runs", default=",".join(runs))
+    parser.add_argument("--work", default=f"runs/{name}")
+    parser.add_argument("--out", default=f"benchmarks/results/{name}")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--train-subset", type=int, default=None, help="override the configs' 16,000 images")
+    return parser
+
+
+def main() -> None:
+    parser = reproduction_parser(__doc__.split("\n")[0], "randhet", RUNS)
     parser.add_argument("--n-full", type=int, default=1000)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--n-strong", type=int, default=32)
@@ -190,7 +200,7 @@ def main() -> None:
     args = parser.parse_args()
     command = "python benchmarks/randhet_reproduce.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.phase in ("train", "all"):
-        train_runs(args)
+        train_from_configs(args)
     if args.phase in ("eval", "all"):
         run_eval(args, command)
     if args.phase in ("report", "all"):

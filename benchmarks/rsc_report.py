@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from hosnn_reproduce import load_pieces, mcnemar, with_interval
+from randhet_report import pct
 from rsc_reproduce import EPS, PAPER, RUNS, SMALL_EPS, SWEEP_EPS
 
 from spikeshield.data import load_dataset
@@ -24,10 +25,6 @@ PAIRS = (("poisson", "direct"), ("rsc1-0.1", "direct"), ("rsc1-0.5", "rsc1-0.1")
          ("rsc1-0.1_erst", "rsc1-0.1"), ("rsc1-0.1_at", "rsc1-0.1"), ("rsc1-0.1_erst_at", "rsc1-0.1_at"))
 NOISE = (("direct", 0.0), ("rsc1-0.01", 0.01), ("rsc1-0.1", 0.1), ("rsc1-0.5", 0.5))
 L2_RADII = (0.0, 0.1, 0.25, 0.5)
-
-
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
 
 
 def robust(record: dict | None, attack: str) -> float | None:

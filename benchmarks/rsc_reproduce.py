@@ -34,18 +34,15 @@ certified.png (certified accuracy against radius, with the empirical robust accu
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from hosnn_reproduce import claim
-from randhet_reproduce import load_model, run_eval
+from randhet_reproduce import load_model, reproduction_parser, run_eval, train_from_configs
 
 from spikeshield.attacks import Transfer, make_attack
 from spikeshield.evaluation import audit, certify, eps_sweep, evaluate
-from spikeshield.training import train_from_file
 
 EPS = 8 / 255
 TEACHER = "ann"
@@ -80,28 +77,16 @@ def scaled_pgd7(model, eps: float):
 
 
 def train_runs(args) -> None:
-    """Phase train: every run of --runs whose checkpoint is missing, one claimed run at a time; runs distilled from
-    the ANN wait until it is trained."""
+    """Phase train: the runs of --runs from configs/rsc/; runs distilled from the ANN wait until it is trained."""
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    teacher = work / TEACHER / "selected"
-    for run in args.runs.split(","):
-        out_dir = work / run
-        lock = work / f"{run}.training"
-        if (out_dir / "model").exists() or not claim(lock):
-            continue
-        overrides = {"device": args.device, "out_dir": str(out_dir), "data.data_dir": args.data_dir}
+
+    def prepare(run: str, overrides: dict) -> None:
         if "erst" in run:
-            overrides["distill.teacher"] = str(teacher)
+            overrides["distill.teacher"] = str(work / TEACHER / "selected")
             while not (work / TEACHER / "model").exists():  # the teacher is being trained by another process
                 time.sleep(10)
-        if args.train_subset:
-            overrides["data.train_subset"] = args.train_subset
-            overrides["select.holdout"] = min(1000, args.train_subset // 4)
-        started = time.perf_counter()
-        train_from_file(f"configs/rsc/{run}.yaml", overrides=overrides, overwrite=True, progress=False)
-        lock.unlink()
-        print(f"{run}: trained in {time.perf_counter() - started:.0f} s", flush=True)
+
+    train_from_configs(args, "configs/rsc", prepare)
 
 
 def pieces(run: str, model, data: dict, args) -> dict:
@@ -141,14 +126,7 @@ def pieces(run: str, model, data: dict, args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--phase", choices=("train", "eval", "report", "all"), default="all")
-    parser.add_argument("--runs", default=",".join(RUNS))
-    parser.add_argument("--work", default="runs/rsc")
-    parser.add_argument("--out", default="benchmarks/results/rsc")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--train-subset", type=int, default=None, help="override the configs' 16,000 images")
+    parser = reproduction_parser(__doc__.split("\n")[0], "rsc", RUNS)
     parser.add_argument("--n-full", type=int, default=200)
     parser.add_argument("--n-strong", type=int, default=16)
     parser.add_argument("--n-cert", type=int, default=100)
