@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from spikeshield.neurons.mlf import MLFParameters
 from spikeshield.neurons.registry import make_neuron
 from spikeshield.neurons.synapse import PSC
 
@@ -45,18 +46,18 @@ class _StraightThroughFloor(torch.autograd.Function):
 
 
 class QuantisedClamp(nn.Module):
-    """``floor(clamp(x, 0, 1) * levels) / levels`` with a straight-through floor (the RGA / HART code's ANN
-    activation, 8 levels)."""
+    """``floor(clamp(x, 0, high) * levels) / levels`` with a straight-through floor (the RGA / HART code's ANN
+    activation: 8 levels per unit of output, ``high = 1`` for a spike, ``K`` for a K-level MLF neuron)."""
 
-    def __init__(self, levels: int = 8) -> None:
+    def __init__(self, levels: int = 8, high: float = 1.0) -> None:
         super().__init__()
-        self.levels = levels
+        self.levels, self.high = levels, high
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return _StraightThroughFloor.apply(x.clamp(0, 1) * self.levels) / self.levels
+        return _StraightThroughFloor.apply(x.clamp(0, self.high) * self.levels) / self.levels
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}"
+        return f"levels={self.levels}, high={self.high}"
 
 
 @dataclass
@@ -76,10 +77,14 @@ class Parts:
     def activation(self, shape: tuple[int, ...]) -> nn.Module:
         """A neuron layer (with the model's synapse) for per-sample activations of ``shape``; ReLU in the ANN twin."""
         if self.ann == "clamp":
-            return QuantisedClamp()
+            return QuantisedClamp(high=self._spike_max())
         if self.ann:
             return nn.ReLU()
         return make_neuron(self.neuron, tuple(shape), self._psc(), self.steps, **self.neuron_params)
+
+    def _spike_max(self) -> float:
+        """The largest output of one neuron in one step: K for a K-level MLF neuron, else 1."""
+        return float(MLFParameters(**self.neuron_params).levels) if self.neuron == "mlf" else 1.0
 
     def input_filter(self) -> nn.Module:
         """The synapse filter applied to the input frames, or the identity."""

@@ -14,6 +14,7 @@ from spikeshield.neurons.gradients import (
     spike,
 )
 from spikeshield.neurons.lif import LIF, LIFParameters, lif_step
+from spikeshield.neurons.mlf import MLF, MLFParameters, mlf_step
 from spikeshield.neurons.randhet import Het, RandHet, RandHetParameters
 from spikeshield.neurons.recording import Recording, record
 from spikeshield.neurons.registry import NEURONS, make_neuron, register_neuron
@@ -32,9 +33,9 @@ from spikeshield.neurons.synapse import PSC, psc_kernel
 from spikeshield.neurons.talif import TALIF, TALIFParameters
 
 __all__ = [
-    "BACKWARD_MODES", "BPTR", "LIF", "NEURONS", "PSC", "RGA", "SURROGATES", "ArcTan", "BackwardMode", "Exponential",
-    "Het", "LIFParameters", "RandHet", "RandHetParameters", "RateParameters", "Recording", "Rectangle", "Sigmoid",
-    "SpikingNeuron", "StraightThrough", "Surrogate", "TALIF", "TALIFParameters", "Triangle", "active_mode",
-    "active_surrogate", "gradient_mode", "lif_step", "make_gradient", "make_neuron", "make_surrogate", "psc_kernel",
-    "record", "register_neuron", "spike",
+    "ArcTan", "BACKWARD_MODES", "BPTR", "BackwardMode", "Exponential", "Het", "LIF", "LIFParameters", "MLF",
+    "MLFParameters", "NEURONS", "PSC", "RGA", "RandHet", "RandHetParameters", "RateParameters", "Recording",
+    "Rectangle", "SURROGATES", "Sigmoid", "SpikingNeuron", "StraightThrough", "Surrogate", "TALIF", "TALIFParameters",
+    "Triangle", "active_mode", "active_surrogate", "gradient_mode", "lif_step", "make_gradient", "make_neuron",
+    "make_surrogate", "mlf_step", "psc_kernel", "record", "register_neuron", "spike",
 ]

@@ -45,7 +45,8 @@ class RateParameters:
     ``s[t] = H(u[t] - theta)``.
 
     ``decay`` (lambda, 1 for integrate-and-fire) and ``theta`` may be floats or tensors broadcastable to one
-    sample's activations (per-unit parameters).
+    sample's activations (per-unit parameters). A tuple ``theta`` is a multi-level neuron's thresholds (MLF): its
+    membrane has a trailing axis of sub-neurons, one per threshold, and the rate modes sum over them.
     """
 
     decay: float | torch.Tensor
@@ -198,14 +199,18 @@ class RGA(RateMode):
 
     def factor(self, neuron, current):  # noqa: D102
         p = self.parameters(neuron, self.name)
-        ibar = (current * p.input_scale).mean(0, keepdim=True) / p.theta
+        drive = (current * p.input_scale).mean(0, keepdim=True)
         lam = torch.as_tensor(p.decay, dtype=current.dtype, device=current.device)
         gamma = self.gamma
         high = (1 - gamma + gamma * lam) / (lam + 1)
-        in_high = (ibar >= 1 - lam) & (ibar <= 2)
-        in_low = (ibar >= 0) & (ibar < 1 - lam)
-        zero = ibar.new_zeros(())
-        return torch.where(in_high, high, torch.where(in_low, ibar.new_tensor(gamma), zero))
+        zero = drive.new_zeros(())
+        factor = zero
+        for theta in p.theta if isinstance(p.theta, tuple) else (p.theta,):  # multi-level: sum over sub-neurons
+            ibar = drive / theta
+            in_high = (ibar >= 1 - lam) & (ibar <= 2)
+            in_low = (ibar >= 0) & (ibar < 1 - lam)
+            factor = factor + torch.where(in_high, high, torch.where(in_low, ibar.new_tensor(gamma), zero))
+        return factor
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,10 @@ class HoSNNCode(RateMode):
 
     def factor(self, neuron, current):  # noqa: D102
         _, membrane = neuron.run(current, neuron.surrogate)
-        return neuron.surrogate.derivative(membrane - RGA.parameters(neuron, self.name).theta)
+        theta = RGA.parameters(neuron, self.name).theta
+        if isinstance(theta, tuple):  # multi-level: membrane [T, B, ..., K], summed over the sub-neurons
+            return neuron.surrogate.derivative(membrane - membrane.new_tensor(theta)).sum(-1)
+        return neuron.surrogate.derivative(membrane - theta)
 
 
 @dataclass(frozen=True)
@@ -299,7 +307,8 @@ class HARTMix(HART):
 class PDSG(UnrolledMode):
     """PDSG (Lun et al., CVPR 2025): Gaussian surrogate ``exp(-(v - s/2)^2 / (2 s^2)) / (sqrt(2 pi) s)``, ``s`` the
     standard deviation of the layer's membrane per sample: over time and positions per (sample, channel) for
-    ``[T, B, C, H, W]``, over time and all ``N`` units per sample for ``[T, B, N]`` (0 replaced by 1).
+    ``[T, B, C, H, W]``, over time and all ``N`` units per sample for ``[T, B, N]`` (0 replaced by 1); for a
+    multi-level neuron (MLF) over its sub-neurons as well.
 
     Per sample, not over the batch, so a sample's gradient (and the verdict of an attack built on it) does not depend
     on which other samples share its batch; EOT copies of a sample in one batch would otherwise share statistics.
@@ -308,7 +317,8 @@ class PDSG(UnrolledMode):
     name: ClassVar[str] = "pdsg"
 
     def surrogates(self, neuron, membrane):  # noqa: D102
-        kept = 2 if membrane.dim() > 3 else 1  # (B, C) of [T, B, C, ...]; B of [T, B, N]
+        activation_dims = membrane.dim() - getattr(neuron, "level_dims", 0)  # MLF: a trailing sub-neuron axis
+        kept = 2 if activation_dims > 3 else 1  # (B, C) of [T, B, C, ...]; B of [T, B, N]
         s = membrane.std(dim=[0, *range(1 + kept, membrane.dim())], correction=0, keepdim=True)[0]
         s = torch.where(s > 0, s, torch.ones_like(s))  # [B, C, 1, ...] or [B, 1], broadcast to one step's v
         gaussian = ShiftedGaussian(s)

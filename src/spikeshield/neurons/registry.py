@@ -7,6 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from spikeshield.neurons.lif import LIF, LIFParameters
+from spikeshield.neurons.mlf import MLF, MLFParameters
 from spikeshield.neurons.randhet import Het, RandHet, RandHetParameters
 from spikeshield.neurons.synapse import PSC
 from spikeshield.neurons.talif import TALIF, TALIFParameters
@@ -61,3 +62,8 @@ def _randhet_fwd(shape: tuple[int, ...], synapse: PSC | None, steps: int, **para
 @register_neuron("het")
 def _het(shape: tuple[int, ...], synapse: PSC | None, steps: int, **params) -> Het:
     return Het(shape, synapse=synapse, **params)
+
+
+@register_neuron("mlf")
+def _mlf(shape: tuple[int, ...], synapse: PSC | None, steps: int, **params) -> MLF:
+    return MLF(MLFParameters(**params), synapse)
