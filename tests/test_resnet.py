@@ -41,3 +41,26 @@ def test_width_scales_channels_and_any_neuron_and_the_ann_twin_work():
     assert twin(torch.rand(2, 1, 28, 28)).shape == (2, 10)
     with pytest.raises(ValueError, match="width"):
         create_model("resnet19", width=0.0)
+
+
+@pytest.mark.parametrize("name, params", [("senet18", 11.26), ("resnet14", 2.78), ("resnet20", 0.27),
+                                          ("wrn16_8", 10.96)])
+def test_purification_networks_have_their_published_sizes(name, params):
+    # CIFAR10 parameter counts of the reference networks (ResNet-20 0.27M, WRN-16-8 11.0M, SENet-18 11.3M)
+    model = create_model(name, dataset="cifar10", T=1)
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(params, abs=0.01)
+
+
+@pytest.mark.parametrize("name", ["senet18", "resnet14", "resnet20", "wrn16_8"])
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "svhn", "cifar100", "tiny_imagenet", "imagenet"])
+def test_purification_networks_run_on_every_dataset_with_mlf_neurons(name, dataset):
+    model = create_model(name, dataset=dataset, T=2, width=1 / 16, neuron="mlf").eval()
+    info = model.info
+    x = torch.rand(2, info.channels, info.size, info.size, generator=torch.Generator().manual_seed(0))
+    xr = x.clone().requires_grad_(True)
+    logits = model(xr)
+    assert logits.shape == (2, info.num_classes)
+    (g,) = torch.autograd.grad(logits.logsumexp(1).sum(), xr)
+    assert g.abs().sum() > 0
+    twin = create_model(name, dataset=dataset, width=1 / 16, neuron="mlf", ann="clamp").eval()
+    assert twin(x).shape == (2, info.num_classes)

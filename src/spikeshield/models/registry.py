@@ -71,7 +71,8 @@ def create_model(
     """Build a registered model.
 
     Args:
-        name: model name (``lenet``, ``vgg5``, ``vgg9``, ``vgg11``, ``vgg16``, ``resnet19``, ``sew_resnet19``).
+        name: model name (``lenet``, ``vgg5``, ``vgg9``, ``vgg11``, ``vgg16``, ``resnet19``, ``sew_resnet19``,
+            ``resnet20``, ``resnet14``, ``senet18``, ``wrn16_8``).
         dataset: sets input shape, classes and the normalisation inside the model.
         neuron: neuron name in :data:`spikeshield.neurons.NEURONS`; ``neuron_params`` are passed to it
             (e.g. ``{"tau_m": 5, "surrogate": "sigmoid"}``).
@@ -81,7 +82,7 @@ def create_model(
             no synapse filter, T = 1, direct coding.
         synapse: PSC time constant tau_s, None for no synapse filter, or ``"default"``, the model's own
             (3 for ``lenet``, none for the VGGs).
-        model_params: extra arguments of the model builder (e.g. ``hidden=1024`` for the VGGs).
+        model_params: extra arguments of the model builder (e.g. ``hidden=1024`` for the VGGs, ``width=0.25``).
 
     >>> model = create_model("lenet", dataset="fashion_mnist", neuron="lif", encoder="direct", T=5)
     """
