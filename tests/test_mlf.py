@@ -87,3 +87,17 @@ def test_ann_clamp_twin_clamps_to_the_number_of_levels():
     clamps = [m for m in ann_twin(model, "clamp").modules() if isinstance(m, QuantisedClamp)]
     assert clamps and all(m.high == 2 for m in clamps)
     assert QuantisedClamp(high=2)(torch.tensor([5.0, 1.3, -1.0])).tolist() == [2.0, 1.25, 0.0]
+
+
+@pytest.mark.parametrize("detach_reset", [False, True])
+def test_fused_path_equals_the_step_loop(detach_reset):
+    torch.manual_seed(2)
+    mlf = MLF(MLFParameters(levels=3, detach_reset=detach_reset))
+    current = (torch.randn(5, 4, 3, 6) * 2).requires_grad_(True)
+    fused, _ = mlf.run(current, mlf.surrogate)
+    looped = mlf.unroll(current, lambda t: mlf.surrogate)
+    assert torch.equal(fused, looped)
+    weights = torch.randn_like(fused)
+    (a,) = torch.autograd.grad((fused * weights).sum(), current)
+    (b,) = torch.autograd.grad((looped * weights).sum(), current)
+    torch.testing.assert_close(a, b)

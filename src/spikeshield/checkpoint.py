@@ -7,7 +7,7 @@
       config.json         format tag, spikeshield version, the create_model() arguments (``model.config``),
                           the SHA-256 of the weights file, and optional metadata (training config, epoch, metrics)
 
-``load("run/model")`` checks the hash, rebuilds the model with ``create_model(**config)`` and loads the weights
+``load("run/model")`` checks the hash, rebuilds the model with ``build_model(config)`` and loads the weights
 strictly, or raises a clear error; it never returns a half-loaded model. Pickle files (``torch.save`` output,
 ``.pt``/``.pth``/``.ckpt``) are refused, never loaded: unpickling runs arbitrary code.
 """
@@ -138,7 +138,8 @@ def save(model: nn.Module, path: str | os.PathLike, metadata: dict[str, Any] | N
     """Save ``model`` as a checkpoint directory ``path`` (weights as safetensors + ``config.json``), atomically.
 
     Args:
-        model: a model built by :func:`spikeshield.models.create_model` (it carries ``model.config``).
+        model: a model built by :func:`spikeshield.models.create_model`, a purifier or a
+            :class:`~spikeshield.models.Pipeline` (each carries ``model.config``, which rebuilds it).
         path: the checkpoint directory; an existing checkpoint there is replaced in one step.
         metadata: optional JSON-ready dict stored in ``config.json`` under ``"metadata"`` (e.g. the training
             config, epoch and metrics); read it back with :func:`read_config`.
@@ -284,19 +285,19 @@ def check_state_dict(model: nn.Module, tensors: dict[str, torch.Tensor], where: 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Load a checkpoint directory written by :func:`save` and return the model in eval mode on ``device``.
 
-    The weights' SHA-256 is checked first, the model is rebuilt with ``create_model(**config["model"])`` and the
+    The weights' SHA-256 is checked first, the model is rebuilt with ``build_model(config["model"])`` and the
     weights are loaded strictly (same keys, shapes and dtypes). Pickle files and anything else that is not a
     spikeshield checkpoint directory are refused with a ValueError; missing parts raise FileNotFoundError.
 
     >>> model = load("runs/quick/model")  # doctest: +SKIP
     """
-    from spikeshield.models import create_model
+    from spikeshield.models import build_model
 
     path = Path(path)
     record = read_config(path)
     tensors = read_weights(path)
     try:
-        model = create_model(**record["model"])
+        model = build_model(record["model"])
     except (TypeError, ValueError) as e:
         raise ValueError(f"checkpoint {path}: cannot rebuild the model from {CONFIG_FILE} ({e})") from None
     check_state_dict(model, tensors, f"checkpoint {path}")

@@ -2,7 +2,17 @@
 
 from spikeshield.models import lenet, preact, resnet, vgg  # noqa: F401  (registers the models)
 from spikeshield.models.ann import ann_twin
-from spikeshield.models.registry import MODELS, create_model, register_model
+from spikeshield.models.pipeline import Pipeline
+from spikeshield.models.registry import (
+    BUILDERS,
+    MODELS,
+    build_model,
+    create_model,
+    model_names,
+    register_builder,
+    register_model,
+)
 from spikeshield.models.spiking_model import SpikingModel
 
-__all__ = ["MODELS", "SpikingModel", "ann_twin", "create_model", "register_model"]
+__all__ = ["BUILDERS", "MODELS", "Pipeline", "SpikingModel", "ann_twin", "build_model", "create_model", "model_names",
+           "register_builder", "register_model"]

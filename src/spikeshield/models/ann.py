@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from spikeshield.models.layers import QuantisedClamp
-from spikeshield.models.registry import MODELS, create_model
+from spikeshield.models.registry import build_model, model_names
 
 __all__ = ["ANN_ACTIVATIONS", "QuantisedClamp", "ann_twin"]
 
@@ -20,7 +20,8 @@ ANN_ACTIVATIONS = ("relu", "clamp")
 def ann_twin(model: nn.Module, activation: str = "relu") -> nn.Module:
     """A fresh ANN twin of ``model`` carrying a copy of its weights.
 
-    The twin is ``create_model(**model.config, ann=activation)``: every neuron becomes a ReLU (``"relu"``) or a
+    The twin is ``build_model({**model.config, "ann": activation})`` (a pipeline's twin is the pipeline of its
+    stages' twins): every neuron becomes a ReLU (``"relu"``) or a
     :class:`QuantisedClamp` (``"clamp"``), every synapse the identity, ``T = 1`` with direct coding. Parameters and
     buffers are copied from ``model`` (parameter names are shared; the neurons' own parameters, which the twin lacks,
     are skipped). It is put on ``model``'s device and dtype and in its train/eval mode. The copy is a snapshot: later
@@ -33,11 +34,11 @@ def ann_twin(model: nn.Module, activation: str = "relu") -> nn.Module:
     >>> twin(x).shape               # [B, classes]  # doctest: +SKIP
     """
     config = getattr(model, "config", None)
-    if not isinstance(config, dict) or config.get("name") not in MODELS:
+    if not isinstance(config, dict) or config.get("name") not in model_names():
         raise ValueError(f"ann_twin needs a spikeshield model built by create_model (it rebuilds the twin from "
                          f"model.config); {type(model).__name__} has no such config")
     try:
-        twin = create_model(**{**config, "ann": activation})
+        twin = build_model({**config, "ann": activation})
     except (TypeError, ValueError) as e:
         raise ValueError(f"cannot rebuild the ANN twin of {type(model).__name__} from its config ({e}); "
                          f"ann_twin works on plain create_model models") from None

@@ -18,6 +18,8 @@ from spikeshield.validation import unknown_name
 
 MODELS: dict[str, Callable[..., nn.Sequential]] = {}
 DEFAULT_SYNAPSE: dict[str, float | None] = {}
+#: whole-model builders that are not classifier bodies (``purifier``, ``pipeline``): ``builder(**config) -> module``
+BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(name: str, synapse: float | None = None) -> Callable:
@@ -32,6 +34,35 @@ def register_model(name: str, synapse: float | None = None) -> Callable:
         return builder
 
     return wrap
+
+
+def register_builder(name: str) -> Callable:
+    """Decorator: register ``builder(**config) -> module`` (a model with a ``config`` that rebuilds it) under
+    ``name``, for models that are not a classifier body (a purifier, a pipeline of stages)."""
+
+    def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        BUILDERS[name] = builder
+        return builder
+
+    return wrap
+
+
+def model_names() -> list[str]:
+    """Every name :func:`build_model` accepts."""
+    return sorted([*MODELS, *BUILDERS])
+
+
+def build_model(config: dict[str, Any]) -> nn.Module:
+    """The model a ``config`` (a model's ``.config``, as checkpoints store it) describes: :func:`create_model` for
+    the registered classifiers, the registered builder for the others (``purifier``, ``pipeline``)."""
+    if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+        raise ValueError(f"a model config is a dict with a 'name'; got {config!r}")
+    name = config["name"]
+    if name in MODELS:
+        return create_model(**config)
+    if name in BUILDERS:
+        return BUILDERS[name](**config)
+    raise unknown_name("model", name, model_names())
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:

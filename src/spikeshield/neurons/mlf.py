@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from spikeshield.neurons import lif
 from spikeshield.neurons.base import SpikingNeuron
 from spikeshield.neurons.gradients import RateParameters, spike
+from spikeshield.neurons.lif import LIFParameters
+from spikeshield.neurons.recording import emit
 from spikeshield.neurons.surrogate import Rectangle, Surrogate, make_surrogate
 from spikeshield.neurons.synapse import PSC
 
@@ -91,10 +94,23 @@ class MLF(SpikingNeuron):
         self.p = p if p is not None else MLFParameters()
         self.surrogate = self.p.surrogate
         self.register_buffer("thresholds", torch.tensor(self.p.thresholds), persistent=False)
+        tau_m = 1 / (1 - self.p.decay)  # LIF's leak 1 - 1/tau_m is MLF's decay (to the last bit of rounding)
+        self.sub_neurons = [LIFParameters(tau_m, theta, "decay", self.p.surrogate, self.p.detach_reset)
+                            for theta in self.p.thresholds]
 
     def step(self, current, state, surrogate):
         """One step of :func:`mlf_step`."""
         return mlf_step(current, state, self.p, self.thresholds.to(current.dtype), surrogate)
+
+    def run(self, current: torch.Tensor, surrogate: Surrogate) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fast default path: sub-neuron k is a LIF of threshold ``V_k`` on the same current, so the unit is the
+        sum of K fused LIF layers (:class:`~spikeshield.neurons.lif.LIF`'s compiled kernels), with the same forward
+        and gradients as looping :func:`mlf_step`. The membrane is ``[T, B, ..., K]``."""
+        outs, membranes = zip(*(lif._FusedLIF.apply(current, sub, surrogate, None) for sub in self.sub_neurons),
+                              strict=True)
+        out, membrane = torch.stack(outs).sum(0), torch.stack(membranes, -1)
+        emit(self, "spikes", out)
+        return (self.synapse(out) if self.synapse is not None else out), membrane
 
     def rate_parameters(self) -> RateParameters:
         """Leak, the K thresholds (a tuple: RGA sums its factor over them) and input scale 1."""
