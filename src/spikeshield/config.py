@@ -47,7 +47,8 @@ Eps = Annotated[float, BeforeValidator(_eps)]
 
 
 class ModelSection(_Section):
-    """The network: exactly the arguments of :func:`spikeshield.models.create_model`."""
+    """The network: exactly the arguments of :func:`spikeshield.models.create_model` (``name: purifier`` builds the
+    spiking purifier, :func:`spikeshield.defenses.purification.purifier`, from the same keys)."""
 
     name: str = "lenet"
     dataset: str = "fashion_mnist"
@@ -64,13 +65,14 @@ class ModelSection(_Section):
     @classmethod
     def _registered(cls, v: str, info: ValidationInfo) -> str:
         from spikeshield.encoding import encoder_spec
-        from spikeshield.models import MODELS
+        from spikeshield.models import BUILDERS, MODELS
         from spikeshield.neurons import NEURONS
 
         if info.field_name == "encoder":  # a registered name or an RSC preset (rsc1-0.1)
             encoder_spec(v)
             return v
-        kind, registry = {"name": ("model", MODELS), "neuron": ("neuron", NEURONS)}[info.field_name]
+        trainable = [*MODELS, *(name for name in BUILDERS if name != "pipeline")]  # pipelines: see purify
+        kind, registry = {"name": ("model", trainable), "neuron": ("neuron", NEURONS)}[info.field_name]
         if v not in registry:
             raise unknown_name(kind, v, registry)
         return v
@@ -92,13 +94,13 @@ class ModelSection(_Section):
         """Build the model on the meta device (no memory, no time) so bad parameters fail at load time."""
         import torch
 
-        from spikeshield.models import create_model
+        from spikeshield.models import build_model
 
         try:
             with torch.device("meta"):
-                create_model(**self.kwargs())
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"create_model rejects this model section: {e}") from None
+                build_model(self.kwargs())
+        except (TypeError, ValueError, NotImplementedError) as e:
+            raise ValueError(f"the model section does not build: {e}") from None
         return self
 
 
@@ -169,6 +171,15 @@ class DistillSection(_Section):
     temperature: float = Field(1.0, gt=0)
 
 
+class PurifySection(_Section):
+    """Purifier training (METHODS 3): the model section describes the purifier, ``classifier`` is the trained
+    classifier's checkpoint it goes in front of. The run trains ``Pipeline([purifier, classifier])`` with the
+    classifier frozen, on the ``adversarial:`` section's examples crafted against the classifier alone (the paper:
+    FGSM at 16/255), with the ``denoise`` objective; it saves the whole pipeline as its model."""
+
+    classifier: str | None = None
+
+
 class SelectSection(_Section):
     """Checkpoint selection on images held out of the training set (never the test set).
 
@@ -210,6 +221,19 @@ class TrainConfig(_Section):
     hosnn: HoSNNSection = Field(default_factory=HoSNNSection)
     select: SelectSection = Field(default_factory=SelectSection)
     distill: DistillSection = Field(default_factory=DistillSection)
+    purify: PurifySection = Field(default_factory=PurifySection)
+
+    @model_validator(mode="after")
+    def _purifier_training(self) -> TrainConfig:
+        purifying = self.purify.classifier is not None
+        if purifying != (self.model.name == "purifier") or purifying != (self.objective == "denoise"):
+            raise ValueError("purifier training needs all three of purify.classifier (the classifier's checkpoint), "
+                             "model.name: purifier and objective: denoise; got "
+                             f"purify.classifier={self.purify.classifier!r}, model.name={self.model.name!r}, "
+                             f"objective={self.objective!r}")
+        if purifying and self.distill.teacher is not None:
+            raise ValueError("distill and purify cannot be combined: the purifier learns to denoise, not to classify")
+        return self
 
     @model_validator(mode="after")
     def _hosnn_needs_talif(self) -> TrainConfig:

@@ -2,6 +2,9 @@
 
 ``logits`` is the ``[B, classes]`` output the trainer uses for the running accuracy. Objectives register here under
 their config names (``objective:`` in the training config); keyword parameters come from ``objective_params:``.
+Stateful objectives are classes (:class:`OnlineLabelSmoothing`, :class:`Denoising`): a fresh instance per run,
+with optional ``start_epoch(epoch)`` / ``end_epoch()`` hooks, ``state_dict()`` / ``load_state_dict()`` (kept with the
+resume point) and ``takes_clean`` (called as ``objective(model, x, y, clean=...)`` with the unattacked batch).
 """
 
 from __future__ import annotations
@@ -103,7 +106,105 @@ def with_distillation(objective: Objective, teacher: nn.Module, lam: float = 0.1
     return distilled
 
 
-OBJECTIVES: dict[str, Objective] = {"ce": cross_entropy, "sr": sparsity_regularized, "tet": temporal_efficient}
+class OnlineLabelSmoothing:
+    """Online label smoothing (Zhang et al., IEEE TIP 2021; the purification paper's classifier training, METHODS 3):
+    ``alpha CE(z, y) + (1 - alpha) soft-CE(z, S[y])`` with a per-class matrix of soft targets ``S`` (``K x K``,
+    starting uniform at ``1/K``). During an epoch the softmax outputs of correctly classified samples are summed per
+    class; at the epoch's end ``S[c]`` becomes their mean (a class with none keeps its row). ``S`` travels with the
+    training state, so a resumed run continues with the same targets.
+
+    A stateful objective: the trainer calls :meth:`start_epoch` and :meth:`end_epoch` around each epoch and stores
+    :meth:`state_dict` with the resume point.
+    """
+
+    def __init__(self, alpha: float = 0.5) -> None:
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"OLS alpha must lie in [0, 1]; got {alpha}")
+        self.alpha = alpha
+        self.targets: torch.Tensor | None = None  # S, [K, K]
+        self._sums: torch.Tensor | None = None
+        self._counts: torch.Tensor | None = None
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, logits)`` of the batch; correctly classified samples feed next epoch's targets."""
+        logits = model(x)
+        classes = logits.shape[1]
+        if self.targets is None:
+            self.targets = torch.full((classes, classes), 1 / classes)
+        if self._sums is None:
+            self._sums, self._counts = torch.zeros(classes, classes), torch.zeros(classes)
+        targets = self.targets.to(logits.device, logits.dtype)[y]
+        soft = -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
+        with torch.no_grad():
+            right = logits.argmax(1) == y
+            self._sums.index_add_(0, y[right].cpu(), F.softmax(logits[right], dim=1).float().cpu())
+            self._counts.index_add_(0, y[right].cpu(), torch.ones(int(right.sum())))
+        return self.alpha * F.cross_entropy(logits, y) + (1 - self.alpha) * soft, logits
+
+    def start_epoch(self, epoch: int) -> None:
+        """Start collecting this epoch's statistics afresh."""
+        self._sums = self._counts = None
+
+    def end_epoch(self) -> None:
+        """Set each class's soft targets to the mean softmax of its correctly classified samples this epoch."""
+        if self._sums is None or self.targets is None:
+            return
+        seen = self._counts > 0
+        self.targets[seen] = self._sums[seen] / self._counts[seen, None]
+
+    def state_dict(self) -> dict:
+        """The soft-target matrix, JSON-ready (None before the first batch)."""
+        return {"targets": None if self.targets is None else self.targets.tolist()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+        targets = state.get("targets")
+        self.targets = None if targets is None else torch.tensor(targets)
+
+
+class Denoising:
+    """The purifier's objective (METHODS 3, eq. 10) on a :class:`~spikeshield.models.Pipeline` of a trainable
+    ``stage`` (the purifier) and a frozen classifier: the purifier maps the (adversarial) batch ``x`` back to the
+    ``clean`` images; Charbonnier alone for the first ``charbonnier_epochs`` epochs, then ``L_rec`` (``beta``), plus
+    ``l_asym`` times the asymmetric noise-level loss (``gamma``) and ``l_tv`` times its total variation. The returned
+    logits are the classifier's on the purified images (the running accuracy is the purified accuracy).
+
+    The trainer passes ``clean`` (it sets :attr:`takes_clean`) and calls :meth:`start_epoch`.
+    """
+
+    takes_clean = True
+
+    def __init__(self, charbonnier_epochs: int = 1, beta: float = 0.5, gamma: float = 0.3, l_asym: float = 0.5,
+                 l_tv: float = 0.05, stage: str = "purifier") -> None:
+        from spikeshield.defenses.purification import purification_loss
+
+        purification_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2),
+                          torch.zeros(1, 1, 2, 2), beta=beta, gamma=gamma, l_asym=l_asym, l_tv=l_tv)  # checks
+        if charbonnier_epochs < 0:
+            raise ValueError(f"charbonnier_epochs must be >= 0; got {charbonnier_epochs}")
+        self.loss = partial(purification_loss, beta=beta, gamma=gamma, l_asym=l_asym, l_tv=l_tv)
+        self.charbonnier_epochs, self.stage, self.epoch = charbonnier_epochs, stage, 0
+
+    def start_epoch(self, epoch: int) -> None:
+        """Record the epoch (the Charbonnier-then-L_rec schedule)."""
+        self.epoch = epoch
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, logits)`` for noisy images ``x``, labels ``y`` and their ``clean`` originals."""
+        stage = getattr(model, "stage", None)
+        if stage is None:
+            raise ValueError("the denoise objective trains a Pipeline's purifier stage (set purify.classifier in the "
+                             "config); this model is not a pipeline")
+        x_hat, sigma = stage(self.stage).denoise(x)
+        loss = self.loss(x_hat, sigma, clean, x, charbonnier_only=self.epoch < self.charbonnier_epochs)
+        with torch.no_grad():
+            logits = model.classifier(x_hat.clamp(0, 1))
+        return loss, logits
+
+
+OBJECTIVES: dict[str, Objective | type] = {"ce": cross_entropy, "sr": sparsity_regularized, "tet": temporal_efficient,
+                                           "ols": OnlineLabelSmoothing, "denoise": Denoising}
 
 
 def get_objective(name: str, **params) -> Objective:
@@ -111,9 +212,14 @@ def get_objective(name: str, **params) -> Objective:
     or naming the bad parameter, otherwise)."""
     if name not in OBJECTIVES:
         raise unknown_name("objective", name, OBJECTIVES)
-    if not params:
-        return OBJECTIVES[name]
     objective = OBJECTIVES[name]
+    if isinstance(objective, type):  # a stateful objective: a fresh instance per run
+        try:
+            return objective(**params)
+        except TypeError as e:
+            raise ValueError(f"bad parameters for objective {name!r}: {e}") from None
+    if not params:
+        return objective
     try:
         inspect.signature(objective).bind(None, None, None, **params)
     except TypeError as e:

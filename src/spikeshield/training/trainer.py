@@ -197,6 +197,21 @@ def make_training_attack(model: nn.Module, cfg: TrainConfig):
     return PGD(model, a.eps, alpha=alpha, steps=a.steps, random_start=a.random_start, **one_draw)
 
 
+def build_training_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
+    """The model a fresh run trains: the configured one, or for purifier training (``purify.classifier``) the
+    pipeline of the new purifier and the frozen classifier loaded from its checkpoint (same dataset required)."""
+    from spikeshield.models import Pipeline, build_model
+
+    model = build_model(cfg.model.kwargs())
+    if cfg.purify.classifier is not None:
+        classifier = checkpoint.load(cfg.purify.classifier, device=device)
+        if getattr(classifier.info, "name", None) != model.info.name:
+            raise ValueError(f"purify.classifier {cfg.purify.classifier} classifies {classifier.info.name} images; "
+                             f"the purifier is built for {model.info.name}")
+        model = Pipeline([("purifier", model), ("classifier", classifier)], frozen=["classifier"])
+    return model.to(device)
+
+
 def _load_teacher(cfg: TrainConfig, model: nn.Module, device: torch.device) -> nn.Module:
     """The frozen ``distill.teacher`` checkpoint in eval mode; it must be built for the student's dataset."""
     teacher = checkpoint.load(cfg.distill.teacher, device=device).eval()
@@ -261,8 +276,10 @@ def write_checkpoint(
     epoch: int,
     step: int,
     history: list[dict[str, Any]],
+    objective_state: dict[str, Any] | None = None,
 ) -> None:
-    """Write ``train_state/`` (the resume point: model, optimiser, progress) and then the ``model/`` checkpoint;
+    """Write ``train_state/`` (the resume point: model, optimiser, progress, a stateful objective's state) and then
+    the ``model/`` checkpoint;
     when this epoch is the best on the held-out training images so far, first ``selected/``.
 
     Both directories are replaced atomically, the resume point first: a run killed at any moment resumes from a
@@ -280,6 +297,8 @@ def write_checkpoint(
         "optimizer": tree,
         "torch_version": torch.__version__,
     }
+    if objective_state is not None:
+        state["objective"] = objective_state
     if best_holdout_epoch(history) == epoch:  # before the resume point: a resumed run never lacks its best epoch
         checkpoint.save(model, out_dir / SELECTED_DIR, metadata=metadata)
     with checkpoint.atomic_dir(out_dir / STATE_DIR) as tmp:
@@ -405,19 +424,20 @@ def train(
         if progress:
             print(f"resuming {out_dir} after epoch {start_epoch}/{epochs}", flush=True)
     else:
-        from spikeshield.models import create_model
-
         seed_everything(cfg.seed)  # the initial weights depend on the seed alone
-        model = create_model(**cfg.model.kwargs()).to(device)
+        model = build_training_model(cfg, device)
         if cfg.hosnn.nds_from is not None:
             _prepare_hosnn(model, cfg, train_set, device, progress)
         optimizer = make_optimizer(model, cfg)
 
     objective = get_objective(cfg.objective, **cfg.objective_params)
+    if resume and hasattr(objective, "load_state_dict"):
+        objective.load_state_dict(state.get("objective", {}))
     if cfg.distill.teacher is not None:
         objective = with_distillation(objective, _load_teacher(cfg, model, device), cfg.distill.lam,
                                       cfg.distill.temperature)
-    attack = make_training_attack(model, cfg)
+    # purifier training crafts its examples against the frozen classifier alone (METHODS 3)
+    attack = make_training_attack(model.classifier if cfg.purify.classifier else model, cfg)
     ran = 0
     for epoch in range(start_epoch, epochs):
         torch.manual_seed(derived_seed(cfg.seed, "epoch", epoch))
@@ -427,8 +447,11 @@ def train(
         lr_first = None
         bar = tqdm(epoch_batches(train_set, cfg, epoch), total=steps_per_epoch, disable=not progress,
                    desc=f"epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True)
+        if hasattr(objective, "start_epoch"):
+            objective.start_epoch(epoch)
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            clean = x
             if attack is not None:
                 if cfg.adversarial.generate_in == "eval":
                     model.eval()
@@ -439,7 +462,8 @@ def train(
                 group["lr"] = group["initial_lr"] * factor
             lr_first = optimizer.param_groups[0]["lr"] if lr_first is None else lr_first
             optimizer.zero_grad(set_to_none=True)
-            loss, logits = objective(model, x, y)
+            loss, logits = (objective(model, x, y, clean=clean) if getattr(objective, "takes_clean", False)
+                            else objective(model, x, y))
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step}: lower optim.lr "
@@ -461,6 +485,8 @@ def train(
             seen += n
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%", refresh=False)
         bar.close()
+        if hasattr(objective, "end_epoch"):
+            objective.end_epoch()
         train_time = time.perf_counter() - t0
         t1 = time.perf_counter()
         test_acc = clean_accuracy(model, test_set, cfg.data.eval_batch_size, device)
@@ -484,7 +510,8 @@ def train(
             metrics["holdout_acc"] = holdout_accuracy(model, holdout_set, cfg, device)
             metrics["holdout_n"], metrics["holdout_time_s"] = len(holdout_set), time.perf_counter() - t2
         history.append(metrics)
-        write_checkpoint(out_dir, model, optimizer, cfg, epoch + 1, step, history)
+        write_checkpoint(out_dir, model, optimizer, cfg, epoch + 1, step, history,
+                         objective.state_dict() if hasattr(objective, "state_dict") else None)
         log_epoch(out_dir, metrics)
         from spikeshield.report.plots import plot_history  # matplotlib only when a run writes its curves
 
