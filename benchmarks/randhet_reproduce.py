@@ -76,8 +76,9 @@ def train_from_configs(args, configs: str = "configs/randhet", prepare=None) -> 
         overrides = {"device": args.device, "out_dir": str(out_dir), "data.data_dir": args.data_dir}
         if prepare is not None:
             prepare(run, overrides)
-        if args.train_subset:
+        if args.train_subset:  # a smoke run: the test-set score of each epoch shrinks with it
             overrides["data.train_subset"] = args.train_subset
+            overrides["data.eval_subset"] = args.train_subset
             overrides["select.holdout"] = min(1000, args.train_subset // 4)
         started = time.perf_counter()
         train_from_file(f"{configs}/{run}.yaml", overrides=overrides, overwrite=True, progress=False)

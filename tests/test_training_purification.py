@@ -84,6 +84,14 @@ def test_purifier_trains_in_front_of_a_frozen_classifier_and_saves_the_pipeline(
     assert main(["eval", "--checkpoint", str(result.checkpoint), "--attacks", "fgsm,pgd7", "--n-examples", "8",
                  "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
     assert (tmp_path / "eval" / "eval.json").is_file()
+    # the trained purifier moved in front of another classifier, saved as one pipeline from the CLI
+    assert main(["compose", "--stage", f"purifier={result.checkpoint}@purifier", "--stage",
+                 f"classifier={classifier}", "--out", str(tmp_path / "moved")]) == 0
+    moved = checkpoint.load(tmp_path / "moved")
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(moved(x), original(pipeline.stage("purifier")(x)))
+    assert main(["compose", "--stage", f"purifier={classifier}@purifier", "--stage", f"classifier={classifier}",
+                 "--out", str(tmp_path / "bad")]) == 2
 
 
 @pytest.mark.parametrize("change, words", [

@@ -1,4 +1,5 @@
-"""Command line: ``spikeshield train | eval | check | audit | sweep | transfer | agcs | certify | data | list``.
+"""Command line: ``spikeshield train | eval | check | audit | sweep | transfer | agcs | certify | compose | data |
+list``.
 
     spikeshield train --config configs/quick.yaml
     spikeshield check --checkpoint runs/quick/model --n-examples 500    # naive vs honest, the gap, the audit's flags
@@ -9,6 +10,8 @@
     spikeshield transfer --checkpoint runs/quick/model --source runs/other/model --attack pgd7
     spikeshield agcs --checkpoint runs/rsc/model
     spikeshield certify --checkpoint runs/rsc/model --n0 100 --n 1000 --alpha 0.001 --n-examples 100
+    spikeshield compose --stage purifier=runs/purification/purifier/model@purifier \
+        --stage classifier=runs/purification/resnet14_k3/model --out runs/purification/moved/model
 """
 
 from __future__ import annotations
@@ -253,6 +256,27 @@ def _certify(args: argparse.Namespace) -> None:
     print(f"wrote {out / 'certify.json'} and {out / 'certify.png'}")
 
 
+def _compose(args: argparse.Namespace) -> None:
+    from spikeshield import checkpoint
+    from spikeshield.models import Pipeline
+
+    stages = []
+    for item in args.stage:
+        name, sep, source = item.partition("=")
+        path, _, inner = source.partition("@")
+        if not (sep and name and path):
+            raise ValueError(f"--stage takes NAME=CHECKPOINT or NAME=CHECKPOINT@STAGE; got {item!r}")
+        model = checkpoint.load(path, device=args.device)
+        if inner:
+            if not isinstance(model, Pipeline):
+                raise ValueError(f"{path} is not a pipeline: it has no stage {inner!r}")
+            model = model.stage(inner)
+        stages.append((name, model))
+    pipeline = Pipeline(stages, frozen=[name for name, _ in stages])
+    checkpoint.save(pipeline, args.out, metadata={"composed_from": args.stage})
+    print(f"pipeline {' -> '.join(name for name, _ in stages)} saved to {args.out}")
+
+
 def _data(args: argparse.Namespace) -> None:
     from spikeshield.data import load_dataset
 
@@ -268,11 +292,11 @@ def _list(_: argparse.Namespace) -> None:
     from spikeshield.data import DATASETS
     from spikeshield.encoding import ENCODERS
     from spikeshield.evaluation.audit import CHECKS
-    from spikeshield.models import MODELS
+    from spikeshield.models import model_names
     from spikeshield.neurons import BACKWARD_MODES, NEURONS, SURROGATES
     from spikeshield.neurons.gradients import MODEL_GRADIENTS
 
-    for title, names in [("models", MODELS), ("neurons", NEURONS), ("surrogates", SURROGATES),
+    for title, names in [("models", model_names()), ("neurons", NEURONS), ("surrogates", SURROGATES),
                          ("gradients", [*SURROGATES, *BACKWARD_MODES, *MODEL_GRADIENTS]), ("encoders", ENCODERS),
                          ("attacks", ATTACKS), ("suites", SUITES), ("datasets", DATASETS), ("audit", CHECKS)]:
         print(f"{title:11} {', '.join(sorted(names))}")
@@ -371,6 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON progress file (default: certify-state.json in --out, removed when done); an "
                         "interrupted run resumes from it")
     p.set_defaults(func=_certify)
+
+    p = sub.add_parser("compose", help="save stages from checkpoints as one pipeline (e.g. a purifier moved in front "
+                                       "of another classifier)")
+    p.add_argument("--stage", action="append", required=True, metavar="NAME=CHECKPOINT[@STAGE]",
+                   help="a stage, in order (the last is the classifier); @STAGE takes one stage of a pipeline")
+    p.add_argument("--out", required=True, help="the pipeline's checkpoint directory")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_compose)
 
     p = sub.add_parser("data", help="locate (or download) a dataset and print what was found")
     p.add_argument("--dataset", default="fashion_mnist")
