@@ -117,11 +117,13 @@ def pieces(run: str, model, data: dict, args) -> dict:
                     per_sample=True)
             return out
         jobs["ablation"] = ablation
-    if run in SOURCES or run.startswith("resnet14_k") and run != "resnet14_k3":
+    if run in SOURCES or run in ("resnet14_k1", "resnet14_k2"):
         return jobs
     pipeline = isinstance(model, Pipeline)
     jobs["paper"] = lambda: evaluate(model, x, y, attacks=[make_attack("gaussian", model, EPS),
                                                            *paper_attacks(model)], **common).to_dict(per_sample=True)
+    if run == "resnet14_k3":  # the moved purifier's classifier alone, for comparison
+        return jobs
     if pipeline:
         bpda = model.with_gradient("purifier", "bpda")
         jobs["bpda"] = lambda: evaluate(bpda, x, y, attacks=[*paper_attacks(bpda)[1:],

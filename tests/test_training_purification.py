@@ -102,3 +102,8 @@ def test_purifier_trains_in_front_of_a_frozen_classifier_and_saves_the_pipeline(
 def test_purifier_training_needs_all_its_parts(tmp_path, change, words):
     with pytest.raises(ValueError, match=words):
         config(tmp_path, **change)
+
+
+def test_ols_is_not_combined_with_distillation(tmp_path):
+    with pytest.raises(ValueError, match="ols"):
+        config(tmp_path, objective="ols", distill={"teacher": "runs/x"})

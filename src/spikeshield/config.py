@@ -233,6 +233,9 @@ class TrainConfig(_Section):
                              f"objective={self.objective!r}")
         if purifying and self.distill.teacher is not None:
             raise ValueError("distill and purify cannot be combined: the purifier learns to denoise, not to classify")
+        if self.objective == "ols" and self.distill.teacher is not None:
+            raise ValueError("objective ols keeps per-epoch state that distillation's wrapper does not carry: use "
+                             "objective ce or tet with distill")
         return self
 
     @model_validator(mode="after")
