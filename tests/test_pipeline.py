@@ -148,3 +148,18 @@ def test_bad_pipelines_are_refused(parts):
         Pipeline([("a", p), ("a", c)])
     with pytest.raises(ValueError, match="stages"):
         build_model({"name": "pipeline"})
+
+
+def test_pipeline_audits_and_transfers_as_one_model(parts, batch):
+    from spikeshield.attacks import Transfer
+    from spikeshield.evaluation import audit
+
+    p, c = parts
+    x, y = batch
+    pipe = Pipeline([("purifier", p), ("classifier", c)])
+    report = audit(pipe, x, y, 8 / 255, attacks="pgd7", blackbox="gaussian", n_random=4, unbounded_steps=5,
+                   progress=False, gradients=["rga"])
+    assert report.n_examples == 4 and report.model["name"] == "pipeline"
+    source = create_model("lenet", T=2, synapse=None).eval()
+    x_adv = Transfer(pipe, 8 / 255, source=source, attack="fgsm")(x, y)
+    assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6
