@@ -95,12 +95,13 @@ def pieces(run: str, model, data: dict, args) -> dict:
     - ``stages`` (pipelines): PGD20 (2/255) with each stage's backward chosen apart on the first --n-strong: the
       purifier through RGA, PDSG, HART, a triangle surrogate and its ANN twin (classifier own), and the classifier
       through the same with the purifier by BPDA;
-    - ``strong``: snn-adaptive-quick then AutoAttack (standard) as one cascade on the first --n-strong;
+    - ``strong`` (--deep-runs): snn-adaptive-quick then AutoAttack (standard) as one cascade on the first
+      --n-strong;
     - ``restarts``: PGD 50 steps of 2/255 with 5 random restarts (worst case per image) on the first --n-strong;
     - ``steps``: PGD 5, 10, 20, 30, 50 steps of 2/255 at 8/255 (paper Fig. 5);
     - ``sweep``: FGSM and PGD7 at eps 1, 2, 4, 8, 12, 16/255 (paper Fig. 5);
     - ``transfer``: FGSM, PGD5, PGD10, PGD20 crafted on the independently trained WRN-16-8 and ResNet-20 SNNs;
-    - ``audit``: the gradient-obfuscation checklist on the first --n-audit;
+    - ``audit`` (--deep-runs): the gradient-obfuscation checklist on the first --n-audit;
     - ``ablation`` (DS-ResNet-14, K = 1, 2, 3): FGSM and PGD (7 steps of 2.5 eps / 7) at eps 0.2, the paper's Table 1
       budget (MNIST there), and at 8/255.
     """
@@ -139,8 +140,11 @@ def pieces(run: str, model, data: dict, args) -> dict:
                     attacks.append(attack)
             return evaluate(model, x_s, y_s, attacks=attacks, **common).to_dict(per_sample=True)
         jobs["stages"] = stages
-    jobs["strong"] = lambda: evaluate(model, x_s, y_s, attacks=["snn-adaptive-quick", "autoattack"], cascade=True,
-                                      **common).to_dict(per_sample=True)
+    if run in args.deep_runs.split(","):
+        jobs["strong"] = lambda: evaluate(model, x_s, y_s, attacks=["snn-adaptive-quick", "autoattack"], cascade=True,
+                                          **common).to_dict(per_sample=True)
+        jobs["audit"] = lambda: audit(model, data["x"][: args.n_audit], data["y"][: args.n_audit], EPS,
+                                      progress=False, command=data["command"]).to_dict()
     jobs["restarts"] = lambda: evaluate(model, x_s, y_s, attacks=[pgd(model, 50, name=f"pgd50-r{i}") for i in range(5)],
                                         **common).to_dict(per_sample=True)
     jobs["steps"] = lambda: evaluate(model, x, y, attacks=[pgd(model, k) for k in STEPS], **common).to_dict(
@@ -160,8 +164,6 @@ def pieces(run: str, model, data: dict, args) -> dict:
                 attacks.append(wrapped)
         return evaluate(model, x, y, attacks=attacks, **common).to_dict(per_sample=True)
     jobs["transfer"] = transfer
-    jobs["audit"] = lambda: audit(model, data["x"][: args.n_audit], data["y"][: args.n_audit], EPS, progress=False,
-                                  command=data["command"]).to_dict()
     return jobs
 
 
@@ -171,6 +173,8 @@ def main() -> None:
     parser.add_argument("--n-strong", type=int, default=16)
     parser.add_argument("--n-audit", type=int, default=8)
     parser.add_argument("--eval-batch", type=int, default=100)
+    parser.add_argument("--deep-runs", default="senet18,purifier,purifier_ols",
+                        help="runs that also get the strong cascade and the audit")
     args = parser.parse_args()
     command = "python benchmarks/purification_reproduce.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.phase in ("train", "all"):
