@@ -35,7 +35,7 @@ def worst(record: dict | None) -> float | None:
 
 def training_lines(work: Path) -> tuple[list[str], dict]:
     """Clean test accuracy and training time of every run (from its metrics.jsonl)."""
-    lines = ["| Run | clean test acc (10,000) | epochs | training time (s) |", "|---|---:|---:|---:|"]
+    lines = ["| Run | clean test acc (n test images) | epochs | training time (s) |", "|---|---:|---:|---:|"]
     times = {}
     for run in RUNS:
         path = work / run / "metrics.jsonl"
@@ -43,7 +43,8 @@ def training_lines(work: Path) -> tuple[list[str], dict]:
             continue
         history = [json.loads(line) for line in path.read_text().splitlines()]
         times[run] = sum(m["epoch_time_s"] for m in history)
-        lines.append(f"| {LABELS.get(run, run)} | {pct(history[-1]['test_acc'])} | {len(history)} | "
+        lines.append(f"| {LABELS.get(run, run)} | {pct(history[-1]['test_acc'])} ({history[-1]['test_n']}) | "
+                     f"{len(history)} | "
                      f"{times[run]:.0f} |")
     if {"purifier", "senet18", "senet18_at"} <= set(times):
         saving = 1 - times["purifier"] / times["senet18_at"]
