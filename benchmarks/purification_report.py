@@ -49,7 +49,8 @@ def training_lines(work: Path) -> tuple[list[str], dict]:
     if {"purifier", "senet18", "senet18_at"} <= set(times):
         saving = 1 - times["purifier"] / times["senet18_at"]
         lines += ["", f"Training the purifier took {times['purifier']:.0f} s against {times['senet18_at']:.0f} s for "
-                      f"FGSM adversarial training of the classifier: {100 * saving:.1f}% less (the paper: 93.9% less). "
+                      f"FGSM adversarial training of the classifier: {100 * abs(saving):.1f}% "
+                      f"{'less' if saving >= 0 else 'more'} (the paper: 93.9% less). "
                       f"Counting the classifier's own training ({times['senet18']:.0f} s), purification costs "
                       f"{times['purifier'] + times['senet18']:.0f} s against {times['senet18_at']:.0f} s."]
     return lines, times
@@ -201,7 +202,8 @@ def summary(found: dict, times: dict) -> dict:
         row: dict = {}
         for piece, record in pieces.items():
             if piece == "ablation":
-                row[piece] = {eps: {"clean": r["clean_acc"], **r["robust_acc"]} for eps, r in record.items()}
+                row[piece] = {eps: {"clean": r["clean_acc"], **r["robust_acc"]} for eps, r in record.items()
+                              if isinstance(r, dict)}
             elif piece == "audit":
                 row[piece] = record["flags"]
             elif piece == "sweep":
