@@ -71,3 +71,12 @@ def test_fgsm_with_a_small_random_start_for_randhet_training():
                                       "adversarial": {"attack": "fgsm", "eps": "4/255", "start": "0.4/255"}})
     attack = make_training_attack(model, cfg)
     assert attack.start == pytest.approx(0.4 / 255) and attack.eot == 1 and attack.score_draws == 1
+
+
+def test_frozen_weights_are_not_retracted():
+    frozen, trained = nn.Linear(4, 3), nn.Linear(4, 3)
+    frozen.requires_grad_(False)
+    before = frozen.weight.clone(), trained.weight.clone()
+    with torch.no_grad():
+        orthogonal_retraction(nn.Sequential(frozen, nn.ReLU(), trained), 0.1)
+    assert torch.equal(frozen.weight, before[0]) and not torch.equal(trained.weight, before[1])

@@ -24,14 +24,16 @@ def _retract(w: torch.Tensor, beta: float) -> torch.Tensor:
 
 @torch.no_grad()
 def orthogonal_retraction(model: nn.Module, beta: float) -> None:
-    """Apply one RAT retraction step with strength ``beta`` (> 0; the papers use 0.004) to every Conv and Linear
-    weight of ``model``, in place.
+    """Apply one RAT retraction step with strength ``beta`` (> 0; the papers use 0.004) to every trainable Conv and
+    Linear weight of ``model``, in place (frozen ones, e.g. a pipeline's frozen classifier, are left alone).
 
     >>> optimizer.step(); orthogonal_retraction(model, 0.004)   # doctest: +SKIP
     """
     if not beta > 0:
         raise ValueError(f"the RAT strength beta must be > 0 (e.g. 0.004); got {beta!r}")
     for module in model.modules():
+        if not getattr(getattr(module, "weight", None), "requires_grad", False):
+            continue
         if isinstance(module, nn.modules.conv._ConvNd):
             w = module.weight.view(module.weight.shape[0], -1)
             w.copy_(_retract(w, beta))
