@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from randhet_reproduce import load_model, reproduction_parser, run_eval, train_from_configs
+from randhet_reproduce import load_model, reproduction_parser, run_eval, train_from_configs, trained
 
 from spikeshield import checkpoint
 from spikeshield.attacks import BIM, FGSM, MIFGSM, PGD, Transfer, make_attack
@@ -59,7 +59,7 @@ def compose_moved(args) -> None:
     saved as one pipeline checkpoint (``<work>/moved/model``)."""
     work = Path(args.work)
     target = work / MOVED / "model"
-    if target.exists() or not ((work / "purifier" / "model").exists() and (work / "resnet14_k3" / "model").exists()):
+    if target.exists() or not (trained(work, "purifier") and trained(work, "resnet14_k3")):
         return
     purifier = checkpoint.load(work / "purifier" / "model").stage("purifier")
     checkpoint.save(Pipeline([("purifier", purifier), ("classifier", checkpoint.load(work / "resnet14_k3" / "model"))],

@@ -86,6 +86,12 @@ def train_from_configs(args, configs: str = "configs/randhet", prepare=None) -> 
         print(f"{run}: trained in {time.perf_counter() - started:.0f} s", flush=True)
 
 
+def trained(work: Path, run: str) -> bool:
+    """Whether ``run`` has finished training under ``work``: its model exists and no process is training it (a
+    multi-epoch run writes ``model/`` after every epoch)."""
+    return (work / run / "model").exists() and not (work / f"{run}.training").exists()
+
+
 def load_model(run: str, args) -> torch.nn.Module:
     """The run's selected checkpoint (held-out training images), in eval mode."""
     folder = Path(args.work) / run
@@ -159,7 +165,7 @@ def run_eval(args, command: str, order: tuple[str, ...] = ORDER, jobs_for=None, 
         for run in args.runs.split(","):
             path = Path(args.out) / run / f"{piece}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists() or not (Path(args.work) / run / "model").exists():  # done, or not trained yet
+            if path.exists() or not trained(Path(args.work), run):  # done, or not trained yet
                 continue
             model = load(run, args)
             jobs = jobs_for(run, model, data, args)
