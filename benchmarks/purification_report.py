@@ -191,6 +191,8 @@ def plots(found: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not any("steps" in found.get(run, {}) or "sweep" in found.get(run, {}) for run in MAIN):
+        return  # no curve has run yet
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     for run in MAIN:
         pieces = found.get(run, {})
@@ -240,6 +242,8 @@ def write_report(out: Path, args, command: str) -> None:
     """reproduction.md, summary.json and curves.png from the pieces under ``out``."""
     found = load_pieces(out, (*RUNS, MOVED))
     train_table, times = training_lines(Path(args.work))
+    out.mkdir(parents=True, exist_ok=True)
+    plots(found, out)
     lines = [
         "# Image purification + MLF on FashionMNIST: ours beside the paper's (eps 8/255)", "",
         f"Report: `{command}`; the evaluation commands are in each JSON (`command`).", "",
@@ -268,9 +272,8 @@ def write_report(out: Path, args, command: str) -> None:
         "## Per-stage gradients", "", *stage_lines(found), "",
         "## Transfer", "", *transfer_lines(found), "",
         "## Audits", "", *audit_lines(found), "",
-        "![PGD steps and eps curves](curves.png)", "",
+        *(["![PGD steps and eps curves](curves.png)", ""] if (out / "curves.png").exists() else
+          ["(The PGD-steps and eps curves have not run yet.)", ""]),
     ]
-    out.mkdir(parents=True, exist_ok=True)
     (out / "reproduction.md").write_text("\n".join(lines) + "\n")
     (out / "summary.json").write_text(json.dumps(summary(found, times), indent=1) + "\n")
-    plots(found, out)
