@@ -16,6 +16,7 @@ passed to the attack (``Attack(grad=...)``) reaches every stage; a stage's own c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,7 +24,15 @@ import torch
 from torch import nn
 
 from spikeshield.models.registry import build_model, register_builder
-from spikeshield.neurons.gradients import MODEL_GRADIENTS, Gradient, gradient_mode, gradient_name, make_gradient
+from spikeshield.neurons.gradients import (
+    MODEL_GRADIENTS,
+    BackwardMode,
+    Gradient,
+    gradient_mode,
+    gradient_name,
+    make_gradient,
+    mode_parameters,
+)
 
 #: the stage backward that keeps the stage's value and passes the gradient straight through (identity)
 BPDA_GRADIENT = "bpda"
@@ -33,12 +42,8 @@ def _gradient_record(gradient: str | Gradient) -> str | dict:
     """A JSON-ready record of a stage's backward choice (for the pipeline's ``config``)."""
     if isinstance(gradient, str):
         return gradient
-    from spikeshield.neurons.gradients import BackwardMode, mode_parameters
-
     if isinstance(gradient, BackwardMode):
         return {"name": gradient.name, **mode_parameters(gradient)}
-    import dataclasses
-
     return {"name": gradient_name(gradient), **dataclasses.asdict(gradient)}
 
 
