@@ -10,6 +10,7 @@ from pathlib import Path
 from hosnn_reproduce import load_pieces, mcnemar, with_interval
 from purification_reproduce import EPS, MOVED, RUNS, SOURCES, STEPS
 from randhet_report import pct
+from rsc_report import audit_lines
 
 LABELS = {"senet18": "SENet-18 MLF (classifier alone)", "senet18_ols": "SENet-18 MLF + OLS",
           "senet18_at": "SENet-18 MLF + FGSM AT", "purifier": "purifier + SENet-18",
@@ -175,16 +176,6 @@ def pair_lines(found: dict) -> list[str]:
     return lines or ["- (not enough pieces)"]
 
 
-def audit_lines(found: dict) -> list[str]:
-    lines = []
-    for run in MAIN:
-        record = found.get(run, {}).get("audit")
-        if record is not None:
-            lines.append(f"- {LABELS[run]} ({record['n_examples']} images): flags "
-                         f"{', '.join(map(str, record['flags'])) or 'none'}")
-    return lines or ["- (no audit has run)"]
-
-
 def plots(found: dict, out: Path) -> None:
     import matplotlib
 
@@ -271,7 +262,7 @@ def write_report(out: Path, args, command: str) -> None:
         "## Paired tests (same images)", "", *pair_lines(found), "",
         "## Per-stage gradients", "", *stage_lines(found), "",
         "## Transfer", "", *transfer_lines(found), "",
-        "## Audits", "", *audit_lines(found), "",
+        "## Audits", "", *audit_lines(found, MAIN, LABELS), "",
         *(["![PGD steps and eps curves](curves.png)", ""] if (out / "curves.png").exists() else
           ["(The PGD-steps and eps curves have not run yet.)", ""]),
     ]

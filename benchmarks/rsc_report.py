@@ -144,12 +144,14 @@ def cosine_lines(args) -> tuple[list[str], dict]:
             f"appendix B.3): {cells}."], values
 
 
-def audit_lines(found: dict) -> list[str]:
+def audit_lines(found: dict, runs: tuple[str, ...] = RUNS, labels: dict | None = None) -> list[str]:
+    """One line per audited run of ``runs``: its images and flags (``labels`` name the runs; default the RSC ones)."""
+    labels = labels or LABELS
     lines = []
-    for run in RUNS:
+    for run in runs:
         record = found.get(run, {}).get("audit")
         if record is not None:
-            lines.append(f"- {LABELS[run]} ({record['n_examples']} images): flags "
+            lines.append(f"- {labels[run]} ({record['n_examples']} images): flags "
                          f"{', '.join(map(str, record['flags'])) or 'none'}")
     return lines or ["- (no audit has run)"]
 
