@@ -4,6 +4,9 @@ PY := $(VENV)/bin/python
 # A CPU build of PyTorch is installed before anything that depends on torch (a bare `torch` pulls CUDA builds).
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# Frameworks whose declared torchvision dependency has no CPU build here: installed without it (they import and work
+# without torchvision; tests/test_adapters.py runs them). Norse's source release takes its version from git.
+FOREIGN ?= spikingjelly==2.0.0 norse==1.1.0 torchattacks==3.5.1
 
 .PHONY: setup data run test lint bench clean
 
@@ -12,7 +15,8 @@ setup: $(STAMP) data
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,adapters]"
+	SETUPTOOLS_SCM_PRETEND_VERSION=1.1.0 $(PY) -m pip install -q --no-deps $(FOREIGN)
 	touch $(STAMP)
 
 # FashionMNIST from Debian's package where apt is available; otherwise spikeshield downloads it on first use.

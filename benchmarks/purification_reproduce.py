@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--eval-batch", type=int, default=100)
     parser.add_argument("--deep-runs", default="senet18,purifier,purifier_ols",
                         help="runs that also get the strong cascade and the audit")
+    parser.add_argument("--pieces", default=",".join(ORDER), help="the pieces to run, in this order")
     args = parser.parse_args()
     command = "python benchmarks/purification_reproduce.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.phase in ("train", "all"):
@@ -183,7 +184,8 @@ def main() -> None:
         compose_moved(args)
     if args.phase in ("eval", "all"):
         compose_moved(args)
-        run_eval(args, command, ORDER, pieces, n_images=max(args.n_full, args.n_strong, args.n_audit))
+        run_eval(args, command, tuple(args.pieces.split(",")), pieces,
+                 n_images=max(args.n_full, args.n_strong, args.n_audit))
     if args.phase in ("report", "all"):
         from purification_report import write_report
 
