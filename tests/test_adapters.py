@@ -219,3 +219,53 @@ def test_clear_errors(images):
         wrap(Loop(), T=T)(x)
     with pytest.raises(ValueError, match="images"):
         wrap(snntorch_net(), T=T, dataset="cifar10")(x)
+
+
+FACTORY = '''
+import snntorch as snn
+import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), snn.Leaky(beta=0.8, init_hidden=True), nn.Linear(32, 10),
+                        snn.Leaky(beta=0.8, init_hidden=True, output=True))
+    for m in net.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.25)
+    return net
+'''
+
+
+def test_cli_eval_and_audit_on_a_users_model(tmp_path, capsys):
+    """``spikeshield eval --model file.py:factory`` wraps the network and writes the usual records."""
+    import json
+
+    from spikeshield.cli import main
+
+    (tmp_path / "user_net.py").write_text(FACTORY)
+    common = ["--model", f"{tmp_path / 'user_net.py'}:build", "--T", "4", "--n-examples", "8", "--no-progress"]
+    assert main(["eval", *common, "--attacks", "fgsm,pgd7", "--out", str(tmp_path / "eval")]) == 0
+    record = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert record["model"]["framework"] == "snntorch" and record["n_examples"] == 8
+    assert set(record["robust_acc"]) == {"fgsm", "pgd7"}
+    assert main(["audit", *common, "--out", str(tmp_path / "audit"), "--n-random", "4", "--n-queries", "20"]) == 0
+    audit = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert not audit["evidence"]["state_leak"]["raised"]
+    assert main(["eval", "--model", f"{tmp_path / 'user_net.py'}:nothing", "--n-examples", "2"]) == 2
+    assert "has no attribute 'nothing'" in capsys.readouterr().err
+
+
+def test_import_model_wraps_foreign_and_keeps_ours(tmp_path):
+    from spikeshield.adapters.user import import_model
+
+    (tmp_path / "user_net.py").write_text(FACTORY + "\n\nNET = build()\n\n\ndef ours():\n"
+                                          "    from spikeshield.adapters import wrap\n    return wrap(NET, T=2)\n")
+    wrapped = import_model(f"{tmp_path / 'user_net.py'}:NET", T=3)
+    assert isinstance(wrapped, WrappedModel) and wrapped.T == 3
+    assert import_model(f"{tmp_path / 'user_net.py'}:ours", T=3).T == 2  # already ours: not wrapped again
+    with pytest.raises(ValueError, match="module.path:factory"):
+        import_model("no_colon")
+    with pytest.raises(ValueError, match="cannot import"):
+        import_model("no_such_package_xyz:build")

@@ -41,15 +41,35 @@ def _train(args: argparse.Namespace) -> None:
 def _load_for_attack(args: argparse.Namespace):
     """The checkpoint's model, the first ``--n-examples`` images of ``--split`` in [0, 1], their labels, and the
     command line (shared by ``eval`` and ``audit``)."""
-    from spikeshield import checkpoint
     from spikeshield.data import load_dataset
 
-    model = checkpoint.load(args.checkpoint, device=args.device)
+    model = _load_model(args)
     data = load_dataset(model.info.name, args.split, data_dir=args.data_dir)
     n = min(args.n_examples or len(data), len(data))
     x, y = data.gather(slice(0, n)).float().div_(255), data.labels[:n]
     command = "spikeshield " + " ".join(shlex.quote(a) for a in args.argv)
     return model, x, y, command
+
+
+def _load_model(args: argparse.Namespace):
+    """The model of ``--checkpoint``, ``--model MODULE:FACTORY`` (wrapped if foreign) or ``--nir FILE``."""
+    from spikeshield import checkpoint
+
+    if args.checkpoint:
+        return checkpoint.load(args.checkpoint, device=args.device)
+    from spikeshield.adapters.user import import_model
+
+    options = dict(T=args.T, encoder=args.encoder, dataset=args.dataset)
+    if args.nir:
+        from spikeshield.adapters import from_nir
+
+        return from_nir(args.nir, **options).to(args.device)
+    low, _, high = args.input_range.partition(",")
+    try:
+        input_range = (float(low), float(high))
+    except ValueError:
+        raise ValueError(f"--input-range takes LOW,HIGH (e.g. -1,1); got {args.input_range!r}") from None
+    return import_model(args.model, framework=args.framework, input_range=input_range, **options).to(args.device)
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -173,8 +193,13 @@ def _label(result) -> str:
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
-    """``--out``, or the checkpoint's parent folder; created if missing."""
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    """``--out``, or the checkpoint's parent folder (``runs/byo/<name>`` for --model / --nir); created if missing."""
+    if args.out:
+        out = Path(args.out)
+    elif getattr(args, "checkpoint", None):
+        out = Path(args.checkpoint).parent
+    else:
+        out = Path("runs") / "byo" / Path((args.model or args.nir).replace(":", "-")).stem
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -423,8 +448,21 @@ def _add_draws(p: argparse.ArgumentParser) -> None:
 
 
 def _add_model_and_data(p: argparse.ArgumentParser, n_examples: int | None, writes: str) -> None:
-    """The arguments every command on a checkpoint shares: the model, the images, the output folder."""
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory written by training")
+    """The arguments every command on a model shares: the model (a checkpoint, a user's model, a NIR file), the
+    images, the output folder."""
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint directory written by training")
+    source.add_argument("--model", metavar="MODULE:FACTORY",
+                        help="a user's model: module.path:factory or file.py:factory giving an nn.Module; a "
+                             "SpikingJelly / snnTorch / Norse network is wrapped (docs/byo-model.md)")
+    source.add_argument("--nir", metavar="FILE", help="a NIR graph file, imported with spikeshield.adapters.from_nir")
+    p.add_argument("--framework", default="auto", choices=["auto", "spikingjelly", "snntorch", "norse"],
+                   help="framework of a --model network (default: detected)")
+    p.add_argument("--T", type=int, default=8, help="time steps of a --model or --nir network (default 8)")
+    p.add_argument("--encoder", default="direct", help="input coding of a --model or --nir network (default direct)")
+    p.add_argument("--input-range", default="0,1",
+                   help="pixel range a --model network was trained on, LOW,HIGH (default 0,1)")
+    p.add_argument("--dataset", default="fashion_mnist", help="dataset of a --model or --nir network")
     default = "all" if n_examples is None else n_examples
     p.add_argument("--n-examples", type=int, default=n_examples, help=f"first N images of the split ({default})")
     p.add_argument("--batch-size", type=int, default=256)
