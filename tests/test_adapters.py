@@ -128,11 +128,32 @@ def test_every_gradient_mode_reaches_the_wrapped_neurons(name, images):
             assert not torch.equal(g, own), mode
 
 
-def test_ann_gradient_is_a_clear_error(images):
+@pytest.mark.parametrize("name", ["snntorch", "spikingjelly-multi", "norse-cells", "norse-sequence"])
+def test_ann_twin_gradients_of_wrapped_models(name, images):
+    """grad="ann" / "ann-clamp": the SNN's values, the twin's (ReLU / clamp, T = 1) gradient; the twin is built
+    from a snapshot of the wrapped network."""
+    from spikeshield.attacks import with_ann_gradients
+    from spikeshield.models import ann_twin
+
     x, y = images
-    model = wrap(snntorch_net(), T=T)
-    with pytest.raises(ValueError, match="ann_twin needs a spikeshield model"):
-        PGD(model, eps=8 / 255, steps=1, grad="ann")(x, y)
+    model = wrap(NETS[name](), T=T).eval()
+    twin = ann_twin(model)
+    assert twin.T == 1 and not any(isinstance(m, ForeignNeuron) for m in twin.modules())
+    assert twin(x).shape == (x.shape[0], 10)
+    grads = []
+    for activation in ("relu", "clamp"):
+        ann = with_ann_gradients(model, activation)
+        xg = x.clone().requires_grad_(True)
+        out = ann(xg)
+        assert torch.equal(out, model(x))
+        g, = torch.autograd.grad(nn.functional.cross_entropy(out, y), xg)
+        assert torch.isfinite(g).all() and g.abs().sum() > 0
+        grads.append(g)
+    assert not torch.equal(*grads)
+    x_adv = PGD(model, eps=8 / 255, steps=2, grad="ann")(x, y)
+    assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6
+    with pytest.raises(ValueError, match="'relu' or 'clamp'"):
+        model.ann_twin("tanh")
 
 
 @pytest.mark.parametrize("name", ["snntorch", "spikingjelly-multi", "norse-cells"])

@@ -75,6 +75,11 @@ class ForeignNeuron(SpikingNeuron):
         """What the framework's module returns, given this layer's output (folded like the input)."""
         return out
 
+    def respond_twin(self, activation: torch.Tensor, current: torch.Tensor) -> Any:
+        """The framework's return convention with ``activation`` as the output (``current``: the layer's input,
+        standing in for a membrane); subclasses that return more than the output override."""
+        return activation
+
     def membrane(self, seq: torch.Tensor) -> torch.Tensor:
         """The pre-reset membrane ``[T, B, ...]`` with a graph through the neuron's own surrogate, folded like the
         input (for frameworks that return it)."""
@@ -120,3 +125,17 @@ class Integrator(nn.Module):
     def respond(self, out: torch.Tensor) -> Any:
         """What the framework's module returns."""
         return out
+
+
+class TwinLayer(nn.Module):
+    """A :class:`ForeignNeuron` of the ANN twin: a rate activation (ReLU or the quantised clamp) on its input, in its
+    framework's return convention; an :class:`Integrator` becomes the identity (as a synapse does in our twins)."""
+
+    def __init__(self, layer: ForeignNeuron | Integrator, activation: nn.Module) -> None:
+        super().__init__()
+        self.activation = activation
+        self.integrator = isinstance(layer, Integrator)
+        self.respond = layer.respond if self.integrator else layer.respond_twin  # a method, not a child module
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> Any:  # noqa: D102
+        return self.respond(x) if self.integrator else self.respond(self.activation(x), x)

@@ -48,6 +48,9 @@ class NorseLIF(ForeignNeuron):
     def respond(self, out: torch.Tensor, seq: torch.Tensor) -> Any:  # noqa: D102
         return out, None
 
+    def respond_twin(self, activation: torch.Tensor, current: torch.Tensor) -> Any:  # noqa: D102
+        return activation, None
+
 
 class NorseLI(Integrator):
     """Norse's leaky integrator (no spikes): ``i += I``; ``v += dt/tau_mem ((v_leak - v) + i)``;

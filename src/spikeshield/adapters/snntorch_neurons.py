@@ -59,9 +59,13 @@ class SnnTorchLeaky(ForeignNeuron):
     init_leaky = reset_mem
 
     def respond(self, out: torch.Tensor, seq: torch.Tensor) -> Any:  # noqa: D102
-        if self.neuron.output or not self.neuron.init_hidden:
-            return out, self.membrane(seq)
-        return out
+        return (out, self.membrane(seq)) if self._returns_membrane() else out
+
+    def respond_twin(self, activation: torch.Tensor, current: torch.Tensor) -> Any:  # noqa: D102
+        return (activation, current) if self._returns_membrane() else activation
+
+    def _returns_membrane(self) -> bool:
+        return bool(self.neuron.output or not self.neuron.init_hidden)
 
 
 def _name(fn: Any) -> str:

@@ -17,8 +17,10 @@ import torch
 from torch import nn
 
 from spikeshield.adapters import norse_neurons, snntorch_neurons, spikingjelly_neurons
+from spikeshield.adapters.foreign import ForeignNeuron, Integrator, TwinLayer
 from spikeshield.data.info import DatasetInfo, dataset_info
-from spikeshield.encoding import Encoder, make_encoder
+from spikeshield.encoding import Direct, Encoder, make_encoder
+from spikeshield.models.layers import QuantisedClamp
 from spikeshield.validation import check_images, unknown_name
 
 #: framework name -> its driver module (``convert``, ``is_neuron``); the package each needs is imported on use
@@ -80,6 +82,21 @@ class WrappedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores ``[B, classes]``: the time average of :meth:`forward_steps`."""
         return self.forward_steps(x).mean(0)
+
+    def ann_twin(self, activation: str = "relu") -> WrappedModel:
+        """The ANN twin (``grad="ann"`` / ``"ann-clamp"``, :func:`spikeshield.models.ann_twin`): a copy with every
+        neuron a ReLU (``"relu"``) or the quantised clamp (``"clamp"``), leaky-integrator readouts the identity,
+        ``T = 1`` with direct coding; the weights are a snapshot of the current ones."""
+        if activation not in ("relu", "clamp"):
+            raise ValueError(f"ANN twin activation must be 'relu' or 'clamp'; got {activation!r}")
+        twin = copy.deepcopy(self)
+        for parent in list(twin.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, ForeignNeuron | Integrator):
+                    act = nn.ReLU() if activation == "relu" else QuantisedClamp()
+                    setattr(parent, name, TwinLayer(child, act))
+        twin.T, twin.encoder, twin._stochastic = 1, Direct(), False
+        return twin
 
 
 def _pick(out: Any, index: int) -> torch.Tensor:

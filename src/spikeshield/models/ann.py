@@ -20,19 +20,23 @@ ANN_ACTIVATIONS = ("relu", "clamp")
 def ann_twin(model: nn.Module, activation: str = "relu") -> nn.Module:
     """A fresh ANN twin of ``model`` carrying a copy of its weights.
 
-    The twin is ``build_model({**model.config, "ann": activation})`` (a pipeline's twin is the pipeline of its
+    A model with an ``ann_twin(activation)`` method (a wrapped foreign network) builds its own. Otherwise the twin
+    is ``build_model({**model.config, "ann": activation})`` (a pipeline's twin is the pipeline of its
     stages' twins): every neuron becomes a ReLU (``"relu"``) or a
     :class:`QuantisedClamp` (``"clamp"``), every synapse the identity, ``T = 1`` with direct coding. Parameters and
     buffers are copied from ``model`` (parameter names are shared; the neurons' own parameters, which the twin lacks,
     are skipped). It is put on ``model``'s device and dtype and in its train/eval mode. The copy is a snapshot: later
     changes to ``model``'s weights do not reach it.
 
-    Raises ``ValueError`` for a model without a spikeshield ``config`` (one not built by :func:`create_model`,
-    or a wrapped one) or whose weights do not fit the twin.
+    Raises ``ValueError`` for a model without a spikeshield ``config`` (one not built by :func:`create_model`)
+    or whose weights do not fit the twin.
 
     >>> twin = ann_twin(model)      # doctest: +SKIP
     >>> twin(x).shape               # [B, classes]  # doctest: +SKIP
     """
+    own = getattr(model, "ann_twin", None)
+    if callable(own):  # a model that builds its own twin (spikeshield.adapters.WrappedModel)
+        return own(activation)
     config = getattr(model, "config", None)
     if not isinstance(config, dict) or config.get("name") not in model_names():
         raise ValueError(f"ann_twin needs a spikeshield model built by create_model (it rebuilds the twin from "
