@@ -175,3 +175,18 @@ def test_bad_parameters():
         LIFParameters(form="exp")
     with pytest.raises(ValueError, match="tau_s"):
         PSC(0.1)
+
+
+def test_kernel_thread_pool_keeps_torchs_thread_count():
+    """Starting numba's pool for the fused LIF kernel must not raise PyTorch's thread count past OMP_NUM_THREADS
+    (it reset it to the core count: oversubscribed, 5-25x slower small matmuls on a busy machine)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; from spikeshield.models import create_model; "
+            "m = create_model('lenet', dataset='fashion_mnist', T=2); m(torch.rand(2, 1, 28, 28)); "
+            "print(torch.get_num_threads())")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "1"

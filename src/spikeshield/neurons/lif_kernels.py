@@ -24,13 +24,14 @@ def _start_quiet_thread_pool() -> None:
     numba's OpenMP pool is a second runtime beside PyTorch's. With the default policy its idle workers spin for a
     while after each kernel, taking the cores PyTorch's next operation needs; passive workers sleep at once. The
     variable is read only when the pool starts (PyTorch's own pool started earlier and keeps its settings), and
-    the environment is restored right after. Started on first kernel use, not at import, so ``import spikeshield``
+    the environment is restored right after, and so is PyTorch's thread count, which starting the pool resets to the
+    core count (ignoring ``OMP_NUM_THREADS``). Started on first kernel use, not at import, so ``import spikeshield``
     starts no threads.
     """
     global _pool_started
     if _pool_started:
         return
-    saved = os.environ.get("OMP_WAIT_POLICY")
+    saved, torch_threads = os.environ.get("OMP_WAIT_POLICY"), torch.get_num_threads()
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
         _numba_parallel._launch_threads()
@@ -39,6 +40,7 @@ def _start_quiet_thread_pool() -> None:
             del os.environ["OMP_WAIT_POLICY"]
         else:
             os.environ["OMP_WAIT_POLICY"] = saved
+        torch.set_num_threads(torch_threads)
     _pool_started = True
 
 
