@@ -65,13 +65,13 @@ class ModelSection(_Section):
     @classmethod
     def _registered(cls, v: str, info: ValidationInfo) -> str:
         from spikeshield.encoding import encoder_spec
-        from spikeshield.models import BUILDERS, MODELS
+        from spikeshield.models import model_names
         from spikeshield.neurons import NEURONS
 
         if info.field_name == "encoder":  # a registered name or an RSC preset (rsc1-0.1)
             encoder_spec(v)
             return v
-        trainable = [*MODELS, *(name for name in BUILDERS if name != "pipeline")]  # pipelines: see purify
+        trainable = [name for name in model_names() if name != "pipeline"]  # pipelines: see purify
         kind, registry = {"name": ("model", trainable), "neuron": ("neuron", NEURONS)}[info.field_name]
         if v not in registry:
             raise unknown_name(kind, v, registry)

@@ -4,6 +4,8 @@
 The core never imports this package; the frameworks are imported only when a model of theirs is wrapped.
 """
 
+from spikeshield.adapters.nir import from_nir, to_nir
+from spikeshield.adapters.user import import_model
 from spikeshield.adapters.wrap import WrappedModel, wrap
 
-__all__ = ["WrappedModel", "wrap"]
+__all__ = ["WrappedModel", "from_nir", "import_model", "to_nir", "wrap"]

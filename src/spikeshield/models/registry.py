@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,8 @@ MODELS: dict[str, Callable[..., nn.Sequential]] = {}
 DEFAULT_SYNAPSE: dict[str, float | None] = {}
 #: whole-model builders that are not classifier bodies (``purifier``, ``pipeline``): ``builder(**config) -> module``
 BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+#: builders registered by modules outside the core, imported on first use (the core never imports the adapters)
+PLUGIN_BUILDERS: dict[str, str] = {"nir": "spikeshield.adapters.nir"}
 
 
 def register_model(name: str, synapse: float | None = None) -> Callable:
@@ -49,7 +52,7 @@ def register_builder(name: str) -> Callable:
 
 def model_names() -> list[str]:
     """Every name :func:`build_model` accepts."""
-    return sorted([*MODELS, *BUILDERS])
+    return sorted({*MODELS, *BUILDERS, *PLUGIN_BUILDERS})
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
@@ -60,6 +63,8 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     name = config["name"]
     if name in MODELS:
         return create_model(**config)
+    if name not in BUILDERS and name in PLUGIN_BUILDERS:
+        importlib.import_module(PLUGIN_BUILDERS[name])  # registers the builder
     if name in BUILDERS:
         return BUILDERS[name](**config)
     raise unknown_name("model", name, model_names())
