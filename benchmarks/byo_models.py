@@ -7,10 +7,13 @@ SpikingJelly, Norse), trained briefly on FashionMNIST with that framework's own 
 - by torchattacks on the network wrapped with ``spikeshield.adapters.wrap`` (the same PGD on a stateless model);
 
 and evaluated with the full protocol by the CLI: ``spikeshield eval --model benchmarks/byo_models.py:<framework>``
-(the factories below load the trained weights).
+(the factories below load the trained weights). A fourth network arrives as NIR: an snnTorch MLP (reset to zero,
+what NIR's LIF means) trained the same way and written by snnTorch's own exporter, evaluated with
+``spikeshield eval --nir runs/byo/snntorch_mlp.nir``.
 
     python benchmarks/byo_models.py --phase train      # seconds to minutes per framework
-    python benchmarks/byo_models.py --phase compare    # torchattacks alone vs wrapped
+    python benchmarks/byo_models.py --phase compare --frameworks snntorch,spikingjelly,norse
+    python benchmarks/byo_models.py --phase eval       # spikeshield eval (the CLI) on each, the full protocol
     spikeshield eval --model benchmarks/byo_models.py:snntorch_model --T 8 --n-examples 200 \\
         --out benchmarks/results/byo/snntorch
 """
@@ -31,13 +34,22 @@ from spikeshield.adapters import wrap
 from spikeshield.data import load_dataset
 
 T = 8
-FRAMEWORKS = ("snntorch", "spikingjelly", "norse")
+FRAMEWORKS = ("snntorch", "spikingjelly", "norse", "nir")
 WORK = Path(os.environ.get("SPIKESHIELD_BYO_DIR", "runs/byo"))
 
 
 def build(framework: str) -> nn.Module:
     """The untrained network: conv 8 - pool - LIF - conv 16 - pool - LIF - linear 10 - readout neuron."""
     torch.manual_seed(0)
+    if framework == "nir":  # an snnTorch MLP that snnTorch's NIR exporter writes faithfully (see export_nir)
+        import snntorch as snn
+
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 128),
+                             snn.Leaky(beta=torch.full((128,), 0.9), threshold=torch.ones(128), init_hidden=True,
+                                       reset_mechanism="zero"),
+                             nn.Linear(128, 10),
+                             snn.Leaky(beta=torch.full((10,), 0.9), threshold=torch.ones(10), init_hidden=True,
+                                       output=True, reset_mechanism="zero"))
     if framework == "snntorch":
         import snntorch as snn
 
@@ -61,7 +73,7 @@ def build(framework: str) -> nn.Module:
 def run_native(framework: str, net: nn.Module, x: torch.Tensor, reset: bool = True) -> torch.Tensor:
     """Class scores ``[B, 10]`` the framework's way: spike counts (snnTorch), firing rates (SpikingJelly), mean
     leaky-integrator voltage (Norse) over T steps; ``reset=False`` skips the neurons' reset (the common bug)."""
-    if framework == "snntorch":
+    if framework in ("snntorch", "nir"):
         import snntorch.utils
 
         if reset:
@@ -74,6 +86,8 @@ def run_native(framework: str, net: nn.Module, x: torch.Tensor, reset: bool = Tr
             functional.reset_net(net)
         return net(x.unsqueeze(0).repeat(T, 1, 1, 1, 1)).mean(0)
     state = None if reset else getattr(net, "_kept_state", None)
+    if state is not None and state[-1].v.shape[0] != x.shape[0]:  # as snnTorch and SpikingJelly: new shape, new state
+        state = None
     outs = []
     for _ in range(T):
         out, state = net(x, state)
@@ -98,7 +112,7 @@ def train(framework: str, n_images: int, epochs: int, batch: int = 100) -> dict:
             scores = run_native(framework, net, x)
             if framework == "spikingjelly":
                 loss = nn.functional.mse_loss(scores, nn.functional.one_hot(y, 10).float())
-            elif framework == "snntorch":
+            elif framework in ("snntorch", "nir"):
                 loss = nn.functional.cross_entropy(scores * 5, y)  # spike counts (rates in [0, 1]) as logits
             else:
                 loss = nn.functional.cross_entropy(scores, y)
@@ -107,7 +121,22 @@ def train(framework: str, n_images: int, epochs: int, batch: int = 100) -> dict:
             opt.step()
     WORK.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), WORK / f"{framework}.pt")
-    return {"train_images": n_images, "epochs": epochs, "train_s": time.perf_counter() - started}
+    record = {"train_images": n_images, "epochs": epochs, "train_s": time.perf_counter() - started}
+    if framework == "nir":
+        record["nir_file"] = export_nir(net.eval())
+    return record
+
+
+def export_nir(net: nn.Module) -> str:
+    """Write ``net`` with snnTorch's own NIR exporter (one beta and threshold per neuron and ``ignore_dims=[0]``,
+    which its type inference needs; reset to zero, the only reset NIR's LIF has: snnTorch writes every Leaky as
+    that). Returns the file's path."""
+    import nir
+    from snntorch.export_nir import export_to_nir
+
+    path = WORK / "snntorch_mlp.nir"
+    nir.write(path, export_to_nir(net, torch.zeros(1, 1, 28, 28), ignore_dims=[0]))
+    return str(path)
 
 
 def trained(framework: str) -> nn.Module:
@@ -166,11 +195,12 @@ def compare(framework: str, n: int) -> dict:
             attack.set_model_training_mode(model_training=mode == "train")
             x_adv = attack(x, y)
             model.train(mode == "train")
+            with torch.no_grad():  # scored as a user scores it, right after the attack (state of its last step)
+                reported = (model(x_adv).argmax(1) == y).float().mean().item()
             xg = x[:32].clone().requires_grad_(True)
             grad, = torch.autograd.grad(nn.functional.cross_entropy(model(xg), y[:32]), xg)
             with torch.no_grad():
                 repeat = (model(x[:32]) - model(x[:32])).abs().max().item()
-                reported = (model(x_adv).argmax(1) == y).float().mean().item()
                 judge.eval()
                 clean = (judge(x).argmax(1) == y).float().mean().item()
                 robust = (judge(x_adv).argmax(1) == y).float().mean().item()
@@ -181,13 +211,38 @@ def compare(framework: str, n: int) -> dict:
     return out
 
 
+EVAL_COMMANDS = {
+    "snntorch": "--model benchmarks/byo_models.py:snntorch_model",
+    "spikingjelly": "--model benchmarks/byo_models.py:spikingjelly_model",
+    "norse": "--model benchmarks/byo_models.py:norse_model",
+    "nir": f"--nir {WORK / 'snntorch_mlp.nir'}",
+}
+
+
+def cli_eval(framework: str, n: int, out: Path) -> dict:
+    """``spikeshield eval`` (default attacks: AutoAttack + snn-adaptive, as a cascade) on the first ``n`` test
+    images, run as a user runs it; returns the command and the record it wrote."""
+    import shlex
+    import subprocess
+
+    command = f"spikeshield eval {EVAL_COMMANDS[framework]} --T {T} --n-examples {n} --no-progress --out {out}"
+    started = time.perf_counter()
+    printed = subprocess.run([str(Path(sys.executable).parent / "spikeshield"), *shlex.split(command)[1:]],
+                             check=True, capture_output=True, text=True).stdout
+    (out / "printed.txt").write_text(f"$ {command}\n{printed}")
+    record = json.loads((out / "eval.json").read_text())
+    return {"command": command, "wall_s": time.perf_counter() - started, "clean_acc": record["clean_acc"],
+            "worst_case_acc": record["worst_case_acc"], "robust_acc": record["robust_acc"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--phase", choices=("train", "compare"), required=True)
+    parser.add_argument("--phase", choices=("train", "compare", "eval"), required=True)
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     parser.add_argument("--train-images", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--n", type=int, default=500, help="test images of the comparison")
+    parser.add_argument("--n-eval", type=int, default=200, help="test images of spikeshield eval")
     parser.add_argument("--out", default="benchmarks/results/byo")
     args = parser.parse_args()
     out = Path(args.out)
@@ -196,10 +251,13 @@ def main() -> None:
         if args.phase == "train":
             record = train(framework, args.train_images, args.epochs)
             (out / f"{framework}_train.json").write_text(json.dumps(record, indent=1) + "\n")
-        else:
+        elif args.phase == "compare":
             record = {"command": "python benchmarks/byo_models.py " + " ".join(sys.argv[1:]), "n": args.n,
                       "results": compare(framework, args.n)}
             (out / f"{framework}_torchattacks.json").write_text(json.dumps(record, indent=1) + "\n")
+        else:
+            (out / framework).mkdir(exist_ok=True)
+            record = cli_eval(framework, args.n_eval, out / framework)
         print(framework, json.dumps(record, indent=1), flush=True)
 
 

@@ -76,6 +76,9 @@ def run_natively(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 NETS = {
     "snntorch": snntorch_net, "snntorch-zero": lambda: snntorch_net("zero"),
     "snntorch-no-delay": lambda: snntorch_net(reset_delay=False),
+    "snntorch-nested": lambda: _scaled(nn.Sequential(  # neurons inside nested blocks are found too
+        nn.Flatten(), nn.Sequential(nn.Linear(784, 32), nn.Sequential(snn.Leaky(beta=0.8, init_hidden=True))),
+        nn.Linear(32, 10), snn.Leaky(beta=0.8, init_hidden=True, output=True))),
     "spikingjelly-single": spikingjelly_net, "spikingjelly-multi": lambda: spikingjelly_net("m"),
     "spikingjelly-soft": lambda: spikingjelly_net(soft=True),
     "norse-cells": norse_net, "norse-sequence": lambda: norse_net(sequence=True),
