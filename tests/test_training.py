@@ -146,7 +146,7 @@ def test_checkpoint_selection_scores_held_out_training_images_never_the_test_set
                         lambda model, data, *rest: seen_sizes.append(len(data)) or score(model, data, *rest))
     batches = trainer_module.epoch_batches
     monkeypatch.setattr(trainer_module, "epoch_batches",
-                        lambda data, cfg, epoch: trained.append(len(data)) or batches(data, cfg, epoch))
+                        lambda data, cfg, epoch, *rest: trained.append(len(data)) or batches(data, cfg, epoch, *rest))
     cfg = tiny(tmp_path / "run", select={"holdout": 64, "attack": "fgsm", "eps": "2/255", "last_epochs": 2},
                optim={"epochs": 3})
     result = train(cfg, progress=False)

@@ -34,7 +34,9 @@ def _train(args: argparse.Namespace) -> None:
             raise ValueError(f"--set takes KEY=VALUE (e.g. optim.epochs=3); got {item!r}")
         overrides[key] = yaml.safe_load(value)
     result = train_from_file(args.config, resume=args.resume, overrides=overrides, progress=not args.no_progress,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, stop_after_epochs=args.stop_after_epochs)
+    if not result.completed:
+        print(f"stopped after {len(result.history)} epochs: continue with --resume")
     print(f"checkpoint: {result.checkpoint}")
 
 
@@ -336,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML file (see configs/ and docs/training.md)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over even if out_dir holds a run")
+    p.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
+                   help="return after N epochs of this call (checkpoint written), to split a run into time slices")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optim.epochs=3")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)

@@ -128,6 +128,7 @@ class OptimSection(_Section):
     schedule: Literal["cosine", "constant"] = "cosine"
     grad_clip: float | None = Field(None, gt=0)
     rat_beta: float = Field(0.0, ge=0)  # RAT: orthogonal retraction of every weight after each step (0: off)
+    sync_batchnorm: bool = False  # under torchrun on CUDA: batch-norm statistics over every rank's share of a batch
 
     @model_validator(mode="after")
     def _nesterov(self) -> OptimSection:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import numba
 import numpy as np
 import torch
 from numba import njit, prange
@@ -42,6 +43,13 @@ def _start_quiet_thread_pool() -> None:
             os.environ["OMP_WAIT_POLICY"] = saved
         torch.set_num_threads(torch_threads)
     _pool_started = True
+
+
+def set_threads(n: int) -> None:
+    """Run the compiled kernels (all of spikeshield's numba kernels) on ``n`` worker threads of the calling thread
+    (at most the pool's size); starts the pool. A distributed run gives each process its share of the cores."""
+    _start_quiet_thread_pool()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
 
 
 def supported(current: torch.Tensor) -> bool:

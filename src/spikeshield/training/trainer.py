@@ -7,8 +7,11 @@ evaluates on the test split and writes ``metrics.jsonl``, ``train_state/`` and `
 stopped at any point resumes (``resume=True``) from the last finished epoch and ends with bit-identical weights
 (on CPU; on GPU up to the determinism of its kernels).
 
-Three single points are where a distributed (``torchrun``/DDP) variant swaps in rank-aware versions (DESIGN 9):
-:func:`epoch_batches` (the data sampler), :func:`log_epoch` (logging) and :func:`write_checkpoint` (the writer).
+Under ``torchrun`` (DESIGN 9) the same loop runs on every rank with DistributedDataParallel: each global batch of
+``data.batch_size`` is split between the ranks (:func:`epoch_batches`), each rank crafts its own adversarial examples
+(its own random draws), the loss is weighted so that the averaged gradient is the gradient of the whole batch's mean
+loss (2 x 32 per step trains as 1 x 64), and rank 0 alone logs, plots and writes the checkpoints (of the unwrapped
+model), while the others wait for it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from spikeshield import checkpoint
+from spikeshield import checkpoint, distributed
 from spikeshield.config import TrainConfig, load_config
 from spikeshield.data import ImageDataset, batches, load_dataset, make_generator, num_batches
 from spikeshield.fileio import atomic_write_text
@@ -250,9 +253,14 @@ def clean_accuracy(model: nn.Module, dataset: ImageDataset, batch_size: int, dev
 
 
 # ------------------------------------------------------------------ the three swappable points (DESIGN 9)
-def epoch_batches(dataset: ImageDataset, cfg: TrainConfig, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The data sampler: this epoch's shuffled (and maybe augmented) training batches, fixed by ``(seed, epoch)``."""
-    return batches(dataset, cfg.data.batch_size, shuffle=True, augment=cfg.data.augment, seed=cfg.seed, epoch=epoch)
+def epoch_batches(dataset: ImageDataset, cfg: TrainConfig, epoch: int,
+                  ctx: distributed.Context | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """The data sampler: this epoch's shuffled (and maybe augmented) training batches, fixed by ``(seed, epoch)``, as
+    ``(x, y, size of the whole batch)``; under torchrun each rank gets its contiguous share of every batch."""
+    for x, y in batches(dataset, cfg.data.batch_size, shuffle=True, augment=cfg.data.augment, seed=cfg.seed,
+                        epoch=epoch):
+        part = ctx.shard(len(y)) if ctx is not None and ctx.distributed else slice(None)
+        yield x[part], y[part], len(y)
 
 
 def log_epoch(out_dir: Path, metrics: dict[str, Any], echo: bool = True) -> None:
@@ -366,6 +374,36 @@ def _rewrite_metrics(out_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the loop
+class TrainStep(nn.Module):
+    """One step's objective as a module: ``forward(x, y, clean) -> (loss, logits)``. Wrapped in
+    DistributedDataParallel, every call the objective makes to the model (several for SR, TET's per-step outputs)
+    is one DDP forward, so one backward synchronises the gradients."""
+
+    def __init__(self, model: nn.Module, objective: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.__dict__["objective"] = objective  # not a submodule: a distillation teacher is not trained
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The objective's ``(loss, logits)`` on this rank's share of the batch."""
+        if getattr(self.objective, "takes_clean", False):
+            return self.objective(self.model, x, y, clean=clean)
+        return self.objective(self.model, x, y)
+
+
+def _parallel(step: TrainStep, ctx: distributed.Context, cfg: TrainConfig) -> nn.Module:
+    """``step`` wrapped in DistributedDataParallel under torchrun (with SyncBatchNorm if asked), else itself."""
+    if not ctx.distributed:
+        return step
+    if cfg.optim.sync_batchnorm:
+        if ctx.device.type != "cuda":
+            raise ValueError("optim.sync_batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU path)")
+        step.model = nn.SyncBatchNorm.convert_sync_batchnorm(step.model)
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(step, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
+
+
 def train(
     config: TrainConfig,
     resume: bool = False,
@@ -384,9 +422,26 @@ def train(
         stop_after_epochs: return after this many epochs of this call (checkpoint written), e.g. to split a run
             into time slices; ``result.completed`` says whether all epochs are done.
     """
+    ctx = distributed.start(config.device)
+    try:
+        return _run(config, ctx, resume, progress, overwrite, stop_after_epochs)
+    except RuntimeError as e:
+        if ctx.distributed and any(word in str(e) for word in ("Connection", "connection", "Gloo", "NCCL", "peer")):
+            raise RuntimeError(
+                f"rank {ctx.rank}: lost the other ranks of the run ({e}); a rank probably died. The last finished "
+                f"epoch's checkpoint in {config.out_dir} is intact: restart with --resume") from e
+        raise
+
+
+def _run(config: TrainConfig, ctx: distributed.Context, resume: bool, progress: bool, overwrite: bool,
+         stop_after_epochs: int | None) -> TrainResult:
+    """:func:`train`'s body on this process (one rank of ``ctx``)."""
     cfg = config
     out_dir = Path(cfg.out_dir)
-    _prepare_out_dir(out_dir, cfg, resume, overwrite)
+    if ctx.is_main:
+        _prepare_out_dir(out_dir, cfg, resume, overwrite)
+    ctx.barrier()
+    progress = progress and ctx.is_main
     if resume:  # fail fast, before any data is read
         state = _read_state(out_dir)
         changes = _config_changes(state["config"], cfg.model_dump(mode="json"))
@@ -396,7 +451,7 @@ def train(
                 "original config, or start a new run (another out_dir, or overwrite)"
             )
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = ctx.device
 
     train_set = load_dataset(cfg.model.dataset, "train", cfg.data.data_dir, cfg.data.download)
     test_set = load_dataset(cfg.model.dataset, "test", cfg.data.data_dir, cfg.data.download)
@@ -416,10 +471,13 @@ def train(
         tensors = load_file(str(out_dir / STATE_DIR / "optimizer.safetensors"))
         optimizer.load_state_dict(join_tensors(state["optimizer"], tensors))
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
-        _rewrite_metrics(out_dir, history)
+        if ctx.is_main:
+            _rewrite_metrics(out_dir, history)
         if start_epoch >= epochs:  # finished: make sure the exported model is the final one
-            checkpoint.save(model, out_dir / MODEL_DIR, metadata=checkpoint.read_config(
-                out_dir / STATE_DIR / MODEL_DIR)["metadata"])
+            if ctx.is_main:
+                checkpoint.save(model, out_dir / MODEL_DIR, metadata=checkpoint.read_config(
+                    out_dir / STATE_DIR / MODEL_DIR)["metadata"])
+            ctx.barrier()
             return TrainResult(model.eval(), cfg, out_dir, history, True)
         if progress:
             print(f"resuming {out_dir} after epoch {start_epoch}/{epochs}", flush=True)
@@ -438,18 +496,21 @@ def train(
                                       cfg.distill.temperature)
     # purifier training crafts its examples against the frozen classifier alone (METHODS 3)
     attack = make_training_attack(model.classifier if cfg.purify.classifier else model, cfg)
+    step_module = _parallel(TrainStep(model, objective), ctx, cfg)
+    model = step_module.module.model if ctx.distributed else model  # SyncBatchNorm may have replaced modules
     ran = 0
     for epoch in range(start_epoch, epochs):
-        torch.manual_seed(derived_seed(cfg.seed, "epoch", epoch))
+        rank_seed = ("rank", ctx.rank) if ctx.distributed else ()  # each rank its own draws (attacks, noise)
+        torch.manual_seed(derived_seed(cfg.seed, "epoch", epoch, *rank_seed))
         model.train()
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
         lr_first = None
-        bar = tqdm(epoch_batches(train_set, cfg, epoch), total=steps_per_epoch, disable=not progress,
+        bar = tqdm(epoch_batches(train_set, cfg, epoch, ctx), total=steps_per_epoch, disable=not progress,
                    desc=f"epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True)
         if hasattr(objective, "start_epoch"):
             objective.start_epoch(epoch)
-        for x, y in bar:
+        for x, y, whole in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             clean = x
             if attack is not None:
@@ -462,14 +523,15 @@ def train(
                 group["lr"] = group["initial_lr"] * factor
             lr_first = optimizer.param_groups[0]["lr"] if lr_first is None else lr_first
             optimizer.zero_grad(set_to_none=True)
-            loss, logits = (objective(model, x, y, clean=clean) if getattr(objective, "takes_clean", False)
-                            else objective(model, x, y))
+            loss, logits = step_module(x, y, clean)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step}: lower optim.lr "
                     "or set optim.grad_clip"
                 )
-            loss.backward()
+            # DDP averages the ranks' gradients: weighting each rank's mean loss by its share of the batch makes the
+            # average the gradient of the whole batch's mean loss, also when the shares differ (the last batch)
+            (loss * (y.shape[0] * ctx.world_size / whole) if ctx.distributed else loss).backward()
             if cfg.optim.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             optimizer.step()
@@ -487,6 +549,7 @@ def train(
         bar.close()
         if hasattr(objective, "end_epoch"):
             objective.end_epoch()
+        loss_sum, correct, seen = ctx.sum(loss_sum), int(ctx.sum(correct)), int(ctx.sum(seen))
         train_time = time.perf_counter() - t0
         t1 = time.perf_counter()
         test_acc = clean_accuracy(model, test_set, cfg.data.eval_batch_size, device)
@@ -510,12 +573,14 @@ def train(
             metrics["holdout_acc"] = holdout_accuracy(model, holdout_set, cfg, device)
             metrics["holdout_n"], metrics["holdout_time_s"] = len(holdout_set), time.perf_counter() - t2
         history.append(metrics)
-        write_checkpoint(out_dir, model, optimizer, cfg, epoch + 1, step, history,
-                         objective.state_dict() if hasattr(objective, "state_dict") else None)
-        log_epoch(out_dir, metrics)
-        from spikeshield.report.plots import plot_history  # matplotlib only when a run writes its curves
+        if ctx.is_main:
+            write_checkpoint(out_dir, model, optimizer, cfg, epoch + 1, step, history,
+                             objective.state_dict() if hasattr(objective, "state_dict") else None)
+            log_epoch(out_dir, metrics)
+            from spikeshield.report.plots import plot_history  # matplotlib only when a run writes its curves
 
-        plot_history(history, out_dir / "training.png", title=cfg.name)
+            plot_history(history, out_dir / "training.png", title=cfg.name)
+        ctx.barrier()  # every rank's next epoch starts after the checkpoint landed
         ran += 1
         if stop_after_epochs is not None and ran >= stop_after_epochs and epoch + 1 < epochs:
             return TrainResult(model.eval(), cfg, out_dir, history, completed=False)
@@ -528,6 +593,8 @@ def train_from_file(
     overrides: dict[str, Any] | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    stop_after_epochs: int | None = None,
 ) -> TrainResult:
     """Read a YAML config (with dotted-key ``overrides`` such as ``{"optim.epochs": 1}``) and :func:`train` it."""
-    return train(load_config(path, overrides), resume=resume, progress=progress, overwrite=overwrite)
+    return train(load_config(path, overrides), resume=resume, progress=progress, overwrite=overwrite,
+                 stop_after_epochs=stop_after_epochs)
