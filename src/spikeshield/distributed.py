@@ -54,14 +54,6 @@ class Context:
         dist.all_reduce(t)
         return t.item()
 
-    def gather(self, obj):
-        """Every rank's ``obj`` (any picklable value), in rank order, on every rank."""
-        if not self.distributed:
-            return [obj]
-        out = [None] * self.world_size
-        dist.all_gather_object(out, obj)
-        return out
-
     def _collective_device(self) -> torch.device:
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
 
@@ -108,8 +100,3 @@ def _share_cores(processes: int) -> None:
     torch.set_num_threads(threads)
     lif_kernels.set_threads(threads)
 
-
-def stop() -> None:
-    """Leave the process group (if one was joined)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()

@@ -68,7 +68,7 @@ class NorseLI(Integrator):
         return out, None
 
 
-def convert(net: nn.Module, T: int) -> tuple[dict[str, type], bool]:
+def convert(net: nn.Module) -> tuple[dict[str, type], bool]:
     """``({Norse class: adapter}, fold)``: cells (``LIFCell``, ``LICell``) make a per-step network (fold); the
     time-looped modules (``LIF``, ``LI``) a sequence network; a mixture is an error."""
     from norse.torch import LI, LIF, LICell, LIFCell

@@ -74,7 +74,7 @@ def _name(fn: Any) -> str:
     return qualname.split(".")[0]
 
 
-def convert(net: nn.Module, T: int) -> tuple[dict[str, type], bool]:
+def convert(net: nn.Module) -> tuple[dict[str, type], bool]:
     """``({snnTorch class: adapter}, fold)``: snnTorch networks are per-step functions (``init_hidden=True``)."""
     import snntorch
 

@@ -40,9 +40,6 @@ class SpikingJellyNode(ForeignNeuron):
         self.own = own  # the original surrogate module, kept for its parameters and state_dict keys
         neuron.surrogate_function = _RoutedSpike()
 
-    def initial_state(self, current: torch.Tensor) -> Any:  # noqa: D102
-        return None
-
     def step(self, current: torch.Tensor, state: Any, surrogate: Surrogate):  # noqa: D102
         node, router = self.neuron, self.neuron.surrogate_function
         if state is None:
@@ -69,7 +66,7 @@ class SpikingJellyNode(ForeignNeuron):
         return super().rate_parameters()
 
 
-def convert(net: nn.Module, T: int) -> tuple[dict[str, type], bool]:
+def convert(net: nn.Module) -> tuple[dict[str, type], bool]:
     """``({SpikingJelly class: adapter}, fold)``: fold for single-step networks, sequence for multi-step ones (the
     nodes' ``step_mode``; a mixture is an error)."""
     from spikingjelly.activation_based import neuron

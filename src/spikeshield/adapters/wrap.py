@@ -120,7 +120,7 @@ def convert(module: nn.Module, framework: str, T: int) -> tuple[nn.Module, bool]
     """
     driver = FRAMEWORKS[framework]
     net = copy.deepcopy(module)
-    adapters, fold = driver.convert(net, T)
+    adapters, fold = driver.convert(net)
     if isinstance(net, tuple(adapters)):
         raise ValueError(f"the network is a single {type(net).__name__}; wrap a network that contains it")
     unsupported = set()
