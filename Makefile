@@ -15,7 +15,7 @@ setup: $(STAMP) data
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,adapters]"
+	$(PY) -m pip install -q -e ".[dev,adapters,gpu]"
 	SETUPTOOLS_SCM_PRETEND_VERSION=1.1.0 $(PY) -m pip install -q --no-deps $(FOREIGN)
 	touch $(STAMP)
 

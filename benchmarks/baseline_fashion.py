@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from spikeshield.data import load_dataset
+from spikeshield.distributed import device_name
 from spikeshield.evaluation import evaluate
 from spikeshield.report import markdown_table
 from spikeshield.training import train_from_file
@@ -30,7 +31,7 @@ PAPER = {"clean": (92.92, 56.01, 30.90), "fgsm": (92.08, 74.12, 62.92)}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--runs", default="clean,fgsm")
     parser.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")

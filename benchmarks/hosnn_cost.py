@@ -20,6 +20,7 @@ import torch
 from throughput import autograd_step_loop, cost_record, interleaved, sync, time_steps, write_record
 
 import spikeshield as ss
+from spikeshield.distributed import device_name
 
 
 def inference_time(model, x, steps: int, device, generic: bool = False) -> float:
@@ -36,7 +37,7 @@ def inference_time(model, x, steps: int, device, generic: bool = False) -> float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3)

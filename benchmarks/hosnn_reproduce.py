@@ -48,6 +48,7 @@ import torch
 from spikeshield import checkpoint
 from spikeshield.attacks import SNNAdaptive, Transfer, make_attack
 from spikeshield.data import load_dataset
+from spikeshield.distributed import device_name
 from spikeshield.evaluation import audit, eps_sweep, evaluate, layer_errors
 from spikeshield.training import train_from_file
 
@@ -459,7 +460,7 @@ def plot_psc(out: Path, work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--phase", choices=("train", "eval", "report", "all"), default="all")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch", type=int, default=64, help="training batch size")

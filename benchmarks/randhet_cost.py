@@ -22,6 +22,7 @@ from hosnn_cost import inference_time
 from throughput import cost_record, interleaved, time_steps, write_record
 
 import spikeshield as ss
+from spikeshield.distributed import device_name
 
 #: RandHet at sigma 0 (METHODS 2): tau 2 in time-constant form, threshold 0.5, detached reset, arctan surrogate
 PLAIN_LIF = dict(tau_m=2.0, theta=0.5, form="tau", detach_reset=True, surrogate="arctan")
@@ -31,7 +32,7 @@ NEURONS = {"lif": ("lif", PLAIN_LIF), "randhet": ("randhet", {}), "randhet_fwd":
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--model", default="lenet")
     parser.add_argument("--width", type=float, default=None, help="width multiplier (ResNet-19s)")
     parser.add_argument("--T", type=int, default=4)

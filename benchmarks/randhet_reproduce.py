@@ -43,6 +43,7 @@ from hosnn_reproduce import claim
 from spikeshield import checkpoint
 from spikeshield.attacks import make_attack
 from spikeshield.data import load_dataset
+from spikeshield.distributed import device_name
 from spikeshield.evaluation import agcs, audit, evaluate, perturbation_cosine
 from spikeshield.training import train_from_file
 
@@ -188,7 +189,7 @@ def reproduction_parser(description: str, name: str, runs: tuple[str, ...]) -> a
     parser.add_argument("--runs", default=",".join(runs))
     parser.add_argument("--work", default=f"runs/{name}")
     parser.add_argument("--out", default=f"benchmarks/results/{name}")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--train-subset", type=int, default=None, help="override the configs' 16,000 images")
     return parser

@@ -28,6 +28,7 @@ from spikeshield import checkpoint
 from spikeshield.attacks import SNNAdaptive
 from spikeshield.attacks.adaptive import SURROGATE_SWEEP
 from spikeshield.data import load_dataset
+from spikeshield.distributed import device_name
 from spikeshield.evaluation import evaluate
 from spikeshield.training import train_from_file
 
@@ -199,7 +200,7 @@ def write_report(records: list[dict], out: Path, command: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--models", default="clean,fgsm,poisson")
     parser.add_argument("--epochs", type=int, default=10)

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from spikeshield.data import load_dataset
+from spikeshield.distributed import device_name
 from spikeshield.evaluation import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -80,7 +81,7 @@ def report(record: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--epochs", type=int, default=1, help="training epochs if the model is not found")
     parser.add_argument("--batch", type=int, default=64, help="training batch size")

@@ -24,6 +24,7 @@ import torch
 from torch.nn import functional as F
 
 import spikeshield as ss
+from spikeshield.distributed import device_name
 from spikeshield.neurons import LIF, TALIF, SpikingNeuron
 from spikeshield.neurons.randhet import Heterogeneous
 
@@ -126,17 +127,22 @@ def interleaved(runs: dict, rounds: int) -> dict[str, list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--T", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--steps", type=int, default=4, help="training steps per timed round")
-    parser.add_argument("--out", default="benchmarks/results/throughput.json")
+    parser.add_argument("--neuron", default="lif", choices=("lif", "talif"), help="the SNN's neurons")
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default benchmarks/results/throughput[_cuda][_bB][_talif].json)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    suffix = ("_cuda" if device.type == "cuda" else "") + (f"_b{args.batch}" if args.batch != 64 else "") + (
+        "_talif" if args.neuron != "lif" else "")
+    args.out = args.out or f"benchmarks/results/throughput{suffix}.json"
     torch.manual_seed(0)
     B, T = args.batch, args.T
-    snn = ss.models.create_model("lenet", dataset="fashion_mnist", neuron="lif", T=T).to(device).train()
+    snn = ss.models.create_model("lenet", dataset="fashion_mnist", neuron=args.neuron, T=T).to(device).train()
     ann = ss.models.create_model("lenet", dataset="fashion_mnist", ann=True).to(device).train()
     opts = {id(m): torch.optim.Adam(m.parameters(), 1e-4) for m in (snn, ann)}
     x, y = torch.rand(B, 1, 28, 28, device=device), torch.randint(0, 10, (B,), device=device)
@@ -157,7 +163,8 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "model": "lenet", "neuron": "lif", "T": T, "batch": B, "rounds": args.rounds, "steps_per_round": args.steps,
+        "model": "lenet", "neuron": args.neuron, "T": T, "batch": B, "rounds": args.rounds,
+        "steps_per_round": args.steps,
         "images_per_s": {
             "snn": B / med["snn"],
             "snn_autograd_loop": B / med["snn_autograd_loop"],
@@ -173,9 +180,9 @@ def main() -> None:
             "ann_folded": peak_memory_mb(ann, opts[id(ann)], x_fold, y_fold, device),
         },
         "memory_measure": "CUDA allocator peak" if device.type == "cuda" else "bytes saved by autograd for backward",
-        "command": f"python benchmarks/throughput.py --device {args.device}",
+        "command": f"python benchmarks/throughput.py --device {device.type} --batch {B} --neuron {args.neuron}",
     }
-    print(f"lenet LIF T={T} B={B} on {result['device']} ({result['torch_threads']} threads)")
+    print(f"lenet {args.neuron} T={T} B={B} on {result['device']} ({result['torch_threads']} threads)")
     print(f"  SNN (fused LIF kernel)   {result['images_per_s']['snn']:8.1f} img/s  "
           f"ratio vs ANN {result['ratio_snn_vs_ann']:.3f}  peak {result['peak_memory_mb']['snn']:.0f} MB")
     print(f"  SNN (autograd step loop) {result['images_per_s']['snn_autograd_loop']:8.1f} img/s  "

@@ -120,20 +120,3 @@ def test_autoattack_by_name_keeps_its_own_eot_on_a_stochastic_model():
     assert result.attacks["apgd-ce"]["eot"] == result.attacks["apgd-dlr"]["eot"] == RAND_EOT
     assert result.attacks["fgsm"]["eot"] == 10  # registry attacks: DEFAULT_EOT
     assert result.cascade
-
-
-def test_state_file_saves_and_restores_the_cuda_random_state(monkeypatch, tmp_path):
-    """Where CUDA is in use its random states travel with the CPU one (simulated: this machine has no GPU)."""
-    from spikeshield.evaluation.resume import EvalState
-
-    cuda_states = [torch.arange(16, dtype=torch.uint8), torch.arange(16, 32, dtype=torch.uint8)]
-    restored: list[list[torch.Tensor]] = []
-    for name, fake in (("is_available", lambda: True), ("is_initialized", lambda: True), ("device_count", lambda: 2),
-                       ("get_rng_state_all", lambda: cuda_states), ("set_rng_state_all", restored.append)):
-        monkeypatch.setattr(torch.cuda, name, fake)
-    EvalState("run").save(tmp_path / "state.json")
-    EvalState.load_or_new(tmp_path / "state.json", "run").restore_rng()
-    assert len(restored) == 1 and all(torch.equal(a, b) for a, b in zip(restored[0], cuda_states, strict=True))
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    with pytest.raises(ValueError, match="more CUDA devices"):
-        EvalState.load_or_new(tmp_path / "state.json", "run").restore_rng()

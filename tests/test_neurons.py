@@ -190,3 +190,12 @@ def test_kernel_thread_pool_keeps_torchs_thread_count():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "1"
+
+
+def test_half_precision_currents_are_integrated_in_float32():
+    """Under autocast a neuron gets bfloat16 currents: it integrates them in float32 and returns bfloat16."""
+    current = (torch.rand(5, 4, 30, generator=torch.Generator().manual_seed(0)) * 1.5).bfloat16()
+    lif = LIF(LIFParameters(), PSC(3.0))
+    out = lif(current)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, lif(current.float()).bfloat16())

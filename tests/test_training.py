@@ -129,7 +129,8 @@ def test_plot_history_writes_png(tmp_path):
 def test_rat_retracts_the_weights_after_every_optimiser_step(tmp_path, monkeypatch):
     calls = []
     real = trainer_module.orthogonal_retraction
-    monkeypatch.setattr(trainer_module, "orthogonal_retraction", lambda m, beta: (calls.append(beta), real(m, beta)))
+    monkeypatch.setattr(trainer_module, "orthogonal_retraction",
+                        lambda m, beta, rng: (calls.append(beta), real(m, beta, rng)))
     cfg = tiny(tmp_path / "rat", optim={"epochs": 1, "rat_beta": 0.004},
                model={"neuron": "randhet"}, adversarial={"attack": "fgsm", "eps": 4 / 255})
     result = train(cfg, progress=False)
@@ -248,3 +249,23 @@ def test_distillation_teacher_must_be_built_for_the_students_dataset(tmp_path):
                         "distill": {"teacher": str(tmp_path / "teacher")}})
     with pytest.raises(ValueError, match="cifar10 images; the student for fashion_mnist"):
         train(cfg, progress=False)
+
+
+def test_bf16_mixed_precision_trains_with_neurons_in_float32(tmp_path, monkeypatch):
+    """optim.amp: bf16 runs the step under autocast: the convolutions see bfloat16, the neurons float32 currents, the
+    weights stay float32, and the model's logits under autocast stay near its float32 ones (bfloat16 rounds the
+    convolutions, which flips a few spikes; the trained accuracy effect is benchmarks/amp_accuracy.py's)."""
+    from spikeshield.neurons import LIF
+
+    seen = []
+    real = LIF.run
+    monkeypatch.setattr(LIF, "run", lambda self, current, s: seen.append(current.dtype) or real(self, current, s))
+    amp = train(tiny(tmp_path / "amp", optim={"amp": "bf16", "epochs": 1}), progress=False)
+    assert torch.float32 in seen and torch.bfloat16 not in seen
+    assert all(p.dtype == torch.float32 for p in amp.model.parameters()) and amp.history[-1]["train_loss"] < 10
+    x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = amp.model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = amp.model(x).float()
+    assert (mixed - full).norm() / full.norm() < 0.1

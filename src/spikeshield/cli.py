@@ -84,7 +84,10 @@ def _eval(args: argparse.Namespace) -> None:
     attacks = _eval_attacks(args, model, eps)
     result = evaluate(model, x, y, attacks=attacks, eps=eps, batch_size=args.batch_size, seed=args.seed,
                       progress=not args.no_progress, eot=args.eot, grad=args.gradient, clamp=args.clamp,
-                      cascade=args.cascade, state_file=args.state_file, command=command, score_draws=args.score_draws)
+                      cascade=args.cascade, state_file=args.state_file, command=command, score_draws=args.score_draws,
+                      context=args.context)
+    if not args.context.is_main:  # every rank holds the merged result; rank 0 writes it
+        return
     print_table(result)
     out = _out_dir(args)
     result.save_json(out / "eval.json")
@@ -109,6 +112,9 @@ def _eval_attacks(args: argparse.Namespace, model, eps: float, names: str | None
             continue
         tune_on = None
         if args.tune_examples:
+            import torch
+
+            torch.manual_seed(args.seed)  # the tuning's random starts: the same in every process
             train = load_dataset(model.info.name, "train", data_dir=args.data_dir)
             tail = slice(len(train) - min(args.tune_examples, len(train)), len(train))
             tune_on = (train.gather(tail).float().div_(255).to(args.device), train.labels[tail].to(args.device))
@@ -270,7 +276,10 @@ def _certify(args: argparse.Namespace) -> None:
     out = _out_dir(args)
     state = args.state_file or out / "certify-state.json"
     result = certify(model.eval(), x, y, n0=args.n0, n=args.n, alpha=args.alpha, batch_size=args.batch_size,
-                     seed=args.seed, progress=not args.no_progress, state_file=state, command=command)
+                     seed=args.seed, progress=not args.no_progress, state_file=state, command=command,
+                     context=args.context)
+    if not args.context.is_main:  # every rank holds the merged result; rank 0 writes it
+        return
     result.save_json(out / "certify.json")
     result.plot(out / "certify.png")
     if not args.state_file:  # finished: a later run with other settings starts clean
@@ -327,6 +336,21 @@ def _list(_: argparse.Namespace) -> None:
                          ("gradients", [*SURROGATES, *BACKWARD_MODES, *MODEL_GRADIENTS]), ("encoders", ENCODERS),
                          ("attacks", ATTACKS), ("suites", SUITES), ("datasets", DATASETS), ("audit", CHECKS)]:
         print(f"{title:11} {', '.join(sorted(names))}")
+
+
+#: commands that shard their examples over the processes of torchrun (``torchrun ... -m spikeshield eval``)
+SHARDED = ("eval", "certify")
+
+
+def _context(args: argparse.Namespace):
+    """This process's :class:`~spikeshield.distributed.Context`: its rank and device under torchrun (``eval`` and
+    ``certify`` only; ``train`` joins in the trainer), else one process on ``--device``."""
+    from spikeshield import distributed
+
+    if distributed.launched() and args.command not in SHARDED:
+        raise ValueError(f"spikeshield {args.command} does not shard over processes; run it without torchrun "
+                         f"(torchrun runs: train, {', '.join(SHARDED)})")
+    return distributed.start(args.device)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -417,7 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_and_data(p, n_examples=100, writes="certify.json, certify.png and certify-state.json")
     p.set_defaults(batch_size=500)
     p.add_argument("--n0", type=int, default=100, help="draws that pick the class (Cohen et al.: 100)")
-    p.add_argument("--n", type=int, default=1000, help="draws that bound its probability (Cohen et al.: 100000)")
+    p.add_argument("--n", "--n-draws", dest="n", type=int, default=1000,
+                   help="draws that bound its probability (Cohen et al.: 100000); spell it --n-draws under torchrun, "
+                        "whose own parser takes --n for one of its options")
     p.add_argument("--alpha", type=float, default=0.001, help="failure probability of each certificate")
     p.add_argument("--radii", default=None, help="comma list of radii to print certified accuracy at")
     p.add_argument("--state-file", default=None,
@@ -430,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", action="append", required=True, metavar="NAME=CHECKPOINT[@STAGE]",
                    help="a stage, in order (the last is the classifier); @STAGE takes one stage of a pipeline")
     p.add_argument("--out", required=True, help="the pipeline's checkpoint directory")
-    p.add_argument("--device", default="cpu")
+    _add_device(p)
     p.set_defaults(func=_compose)
 
     p = sub.add_parser("data", help="locate (or download) a dataset and print what was found")
@@ -449,6 +475,13 @@ def _add_draws(p: argparse.ArgumentParser) -> None:
                                                          "models)")
     p.add_argument("--score-draws", type=int, default=None,
                    help="draws behind each verdict, judged by majority vote (default: 1, or 10 for stochastic models)")
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    """``--device auto|cpu|cuda|cuda:N`` (default auto: CUDA when there is a GPU)."""
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when there is a GPU, else the CPU), cpu, cuda or cuda:N; under torchrun each "
+                        "process takes cuda:LOCAL_RANK")
 
 
 def _add_model_and_data(p: argparse.ArgumentParser, n_examples: int | None, writes: str) -> None:
@@ -473,7 +506,7 @@ def _add_model_and_data(p: argparse.ArgumentParser, n_examples: int | None, writ
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
-    p.add_argument("--device", default="cpu")
+    _add_device(p)
     p.add_argument("--out", default=None, help=f"directory for {writes} (default: next to the checkpoint)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -484,6 +517,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
+        if hasattr(args, "device"):
+            args.context = _context(args)
+            args.device = str(args.context.device)
         args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, TypeError, FloatingPointError) as e:
         print(f"spikeshield {args.command}: error: {e}", file=sys.stderr)

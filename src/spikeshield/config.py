@@ -128,6 +128,7 @@ class OptimSection(_Section):
     schedule: Literal["cosine", "constant"] = "cosine"
     grad_clip: float | None = Field(None, gt=0)
     rat_beta: float = Field(0.0, ge=0)  # RAT: orthogonal retraction of every weight after each step (0: off)
+    amp: Literal["none", "bf16"] = "none"  # bf16: forward and backward under torch.autocast (neurons in float32)
     sync_batchnorm: bool = False  # under torchrun on CUDA: batch-norm statistics over every rank's share of a batch
 
     @model_validator(mode="after")

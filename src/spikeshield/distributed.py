@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -46,6 +47,19 @@ class Context:
         if self.distributed:
             dist.barrier()
 
+    def owns(self, index: int) -> bool:
+        """Whether item ``index`` of a stream dealt round-robin (item ``i`` to rank ``i % world_size``) is this
+        rank's; round-robin keeps the shares even when hard items cluster, and needs no length in advance."""
+        return index % self.world_size == self.rank
+
+    def all_gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value`` (any picklable object), in rank order; ``[value]`` in one process."""
+        if not self.distributed:
+            return [value]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, value)
+        return out
+
     def sum(self, value: float) -> float:
         """``value`` summed over the ranks (in double precision)."""
         if not self.distributed:
@@ -56,6 +70,29 @@ class Context:
 
     def _collective_device(self) -> torch.device:
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA if available, else CPU; ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as given (CUDA without a
+    GPU is an error that says what to do)."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for but no CUDA GPU is available; use auto or cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
+    return device
+
+
+def device_name(name: str) -> str:
+    """:func:`resolve_device` as a string, for an ``argparse`` ``type=`` (``--device auto|cpu|cuda|cuda:N``)."""
+    return str(resolve_device(name))
 
 
 def launched() -> bool:
@@ -70,8 +107,6 @@ def start(device: str = "auto") -> Context:
     ``cuda:LOCAL_RANK``. Torch's threads (and numba's, for the fused kernels) are set to the node's cores divided
     by its processes, so N processes never oversubscribe the node. Outside torchrun: one process on ``device``.
     """
-    from spikeshield.training.trainer import resolve_device
-
     base = resolve_device(device)
     if not launched():
         return Context(device=base)

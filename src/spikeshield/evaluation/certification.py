@@ -48,10 +48,11 @@ from scipy import stats
 from torch import nn
 from tqdm.auto import tqdm
 
+from spikeshield.distributed import Context
 from spikeshield.encoding import RSC, Poisson
 from spikeshield.evaluation.metrics import _check_xy
 from spikeshield.evaluation.result import JsonRecord, provenance, record_fields
-from spikeshield.evaluation.resume import run_fingerprint, weights_hash
+from spikeshield.evaluation.resume import batch_seed, rank_file, run_fingerprint, weights_hash
 from spikeshield.fileio import atomic_write_text
 
 #: version of the JSON layout written by :meth:`CertifyResult.to_dict`
@@ -194,12 +195,6 @@ def _draw_counts(model: nn.Module, x: torch.Tensor, num: int, classes: int, batc
     return counts.numpy()
 
 
-def _sample_seed(seed: int, index: int) -> int:
-    """The torch seed of sample ``index``: each sample's draws depend on the seed and its index only, so a resumed
-    run gives the uninterrupted result."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-
-
 def certify(
     model: nn.Module,
     x: torch.Tensor,
@@ -213,6 +208,7 @@ def certify(
     *,
     state_file: str | os.PathLike | None = None,
     command: str | None = None,
+    context: Context | None = None,
 ) -> CertifyResult:
     """Certify each image of ``x`` under ``model``'s coding noise with Cohen et al.'s CERTIFY (module docstring).
 
@@ -229,6 +225,9 @@ def certify(
         state_file: a JSON file updated after every sample; if it exists (from an interrupted call with the same
             settings, model and weights) the finished samples are kept and the run goes on from there.
         command: the command line, recorded in the result.
+        context: under torchrun, this process's :class:`~spikeshield.distributed.Context`: sample ``i`` is
+            certified by rank ``i % world_size`` and every rank returns the merged result, equal to one process's
+            but for the time; ``state_file`` becomes one file per rank (``NAME.rank{r}-of-{w}.json``).
 
     Returns:
         :class:`CertifyResult` (radii in pixel units, in the coding's norm).
@@ -244,14 +243,19 @@ def certify(
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     classes = int(getattr(model, "num_classes", 0) or model(x[:1].to(device)).shape[1])
     config = dict(getattr(model, "config", {}) or {})
+    ctx = context or Context()
+    state_file = rank_file(state_file, ctx)
     fingerprint = run_fingerprint(config=config, weights=weights_hash(model), n0=n0, n=n, alpha=alpha, seed=seed,
-                                  batch_size=batch_size, x=_tensor_hash(x), y=y.tolist())
+                                  batch_size=batch_size, x=_tensor_hash(x), y=y.tolist(),
+                                  shard=[ctx.rank, ctx.world_size])
+    mine = [index for index in range(x.shape[0]) if ctx.owns(index)]
     records = _load_state(state_file, fingerprint)
     started = time.perf_counter() - sum(r["time_s"] for r in records)
-    bar = tqdm(total=x.shape[0], initial=len(records), disable=not progress, desc="certify", dynamic_ncols=True)
-    for index in range(len(records), x.shape[0]):
+    bar = tqdm(total=len(mine), initial=len(records), disable=not (progress and ctx.is_main), desc="certify",
+               dynamic_ncols=True)
+    for index in mine[len(records):]:
         t0 = time.perf_counter()
-        torch.manual_seed(_sample_seed(seed, index))
+        torch.manual_seed(batch_seed(seed, index))
         image = x[index].to(device)
         top = int(_draw_counts(model, image, n0, classes, batch_size).argmax())
         count = int(_draw_counts(model, image, n, classes, batch_size)[top])
@@ -260,18 +264,23 @@ def certify(
         records.append({"prediction": top if certified else ABSTAIN, "p_lower": p_lower, "count": count,
                         "radius": smoothing.radius(p_lower) if certified else 0.0, "time_s": time.perf_counter() - t0})
         if state_file is not None:
-            Path(state_file).parent.mkdir(parents=True, exist_ok=True)
+            state_file.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(state_file, json.dumps({"schema": CERTIFY_STATE_SCHEMA, "fingerprint": fingerprint,
                                                       "records": records}) + "\n")
         bar.update(1)
     bar.close()
+    elapsed = time.perf_counter() - started
+    if ctx.distributed:  # rank r holds samples r, r + w, ...: deal them back in order
+        shares = ctx.all_gather((records, elapsed))
+        records = [shares[index % ctx.world_size][0][index // ctx.world_size] for index in range(x.shape[0])]
+        elapsed = max(t for _, t in shares)
     info = getattr(model, "info", None)
     return CertifyResult(
         model=config, dataset=str(config.get("dataset") or getattr(info, "name", "unknown")),
         coding=smoothing.coding, norm=smoothing.norm, sigma=smoothing.sigma, T=smoothing.T, n0=n0, n=n, alpha=alpha,
         seed=seed, labels=y.tolist(), predictions=[r["prediction"] for r in records],
         p_lower=[r["p_lower"] for r in records], radii=[r["radius"] for r in records],
-        counts=[r["count"] for r in records], time_s=time.perf_counter() - started, **provenance(device),
+        counts=[r["count"] for r in records], time_s=elapsed, **provenance(device),
         command=command, input_dim=int(x[0].numel()),
     )
 

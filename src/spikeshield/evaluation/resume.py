@@ -1,16 +1,15 @@
 """A state file that lets an interrupted evaluation resume where it stopped, with the same result.
 
-After every batch :func:`~spikeshield.evaluation.evaluate` writes the per-sample outcomes so far, the counters and the
-global torch RNG states (CPU, and every CUDA device's where CUDA is initialised) to a JSON file (atomically, so a
-kill never leaves a torn file). A later call with the same ``state_file`` and the same run (model config and weights,
-attacks, eps, seed, scoring draws, batch size, data size) skips the finished batches and restores the RNG states, so
-the resumed result equals an uninterrupted run. A state file of another run (a retrained checkpoint included) is
-refused.
+After every batch :func:`~spikeshield.evaluation.evaluate` writes the per-sample outcomes so far and the counters to
+a JSON file (atomically, so a kill never leaves a torn file). A later call with the same ``state_file`` and the same
+run (model config and weights, attacks, eps, seed, scoring draws, batch size, data size, and under torchrun the rank
+and world size) skips the finished batches. Each batch's random draws are seeded from ``(seed, batch index)``
+(:func:`batch_seed`), so the resumed result equals an uninterrupted run, and a run sharded over ranks equals one
+process. A state file of another run (a retrained checkpoint included) is refused.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -18,12 +17,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from spikeshield.fileio import atomic_write_text
 
 #: version of the state-file layout
-STATE_SCHEMA = "spikeshield.eval-state/2"
+STATE_SCHEMA = "spikeshield.eval-state/3"
 
 
 def run_fingerprint(**run: Any) -> str:
@@ -46,17 +46,28 @@ def weights_hash(model) -> str | None:
     return digest.hexdigest()[:16]
 
 
-def _encode(state: torch.Tensor) -> str:
-    return base64.b64encode(state.numpy().tobytes()).decode()
+def batch_seed(seed: int, index: int) -> int:
+    """The torch seed of item ``index`` (a batch of :func:`~spikeshield.evaluation.evaluate`, a sample of
+    :func:`~spikeshield.evaluation.certify`): its draws depend on ``seed`` and its index only, not on the items
+    before it, so resumed and sharded runs equal an uninterrupted single process."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def _decode(text: str) -> torch.Tensor:
-    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8).clone()
+def rank_file(path: str | os.PathLike | None, ctx) -> Path | None:
+    """The state file of this rank of ``ctx`` (a :class:`~spikeshield.distributed.Context`): ``path`` itself in one
+    process, ``NAME.rank{r}-of-{w}.SUFFIX`` under torchrun (each rank resumes its own share)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if not ctx.distributed:
+        return path
+    return path.with_name(f"{path.stem}.rank{ctx.rank}-of-{ctx.world_size}{path.suffix}")
 
 
 @dataclass
 class EvalState:
-    """Progress of one evaluation: finished batches, per-sample flags, counters and the RNG state after them."""
+    """Progress of one evaluation (one rank's share under torchrun): the batches gone through, the sizes of those
+    this rank attacked, their per-sample flags and fractions, and counters."""
 
     fingerprint: str
     batches_done: int = 0
@@ -65,27 +76,13 @@ class EvalState:
     adversarial: dict[str, list[bool]] = field(default_factory=dict)
     passes: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-    rng: str | None = None
-    cuda_rng: list[str] | None = None
+    sizes: list[int] = field(default_factory=list)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the state atomically, capturing the current global torch RNG states (CPU and CUDA)."""
-        self.rng = _encode(torch.get_rng_state())
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            self.cuda_rng = [_encode(s) for s in torch.cuda.get_rng_state_all()]
+        """Write the state atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps({"schema": STATE_SCHEMA, **asdict(self)}) + "\n")
-
-    def restore_rng(self) -> None:
-        """Set the global torch RNG states (CPU, and CUDA where saved) to those saved with the last finished batch."""
-        if self.rng is not None:
-            torch.set_rng_state(_decode(self.rng))
-        if self.cuda_rng:
-            if not torch.cuda.is_available() or torch.cuda.device_count() < len(self.cuda_rng):
-                raise ValueError("this state file holds the CUDA random state of a run on more CUDA devices than "
-                                 "are available here: resume it where it ran, or delete it to start over")
-            torch.cuda.set_rng_state_all([_decode(s) for s in self.cuda_rng])
 
     @classmethod
     def load_or_new(cls, path: str | os.PathLike | None, fingerprint: str) -> EvalState:

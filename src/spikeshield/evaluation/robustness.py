@@ -28,10 +28,11 @@ from spikeshield.attacks.base import Attack, check_labels
 from spikeshield.attacks.bpda import ANNGradientModel
 from spikeshield.attacks.ensemble import Suite
 from spikeshield.attacks.registry import SUITES, make_attack, make_suite, parse_attack_list, suite_version
+from spikeshield.distributed import Context
 from spikeshield.evaluation.flags import flags_from_result
 from spikeshield.evaluation.metrics import qte_at_8
 from spikeshield.evaluation.result import THREAT_MODELS, EvalResult, provenance
-from spikeshield.evaluation.resume import EvalState, run_fingerprint, weights_hash
+from spikeshield.evaluation.resume import EvalState, batch_seed, rank_file, run_fingerprint, weights_hash
 from spikeshield.validation import check_eps, unclamped_pixels
 
 #: EOT draws per gradient used on stochastic models when ``evaluate(..., eot=None)``
@@ -59,6 +60,7 @@ def evaluate(
     state_file: str | os.PathLike | None = None,
     command: str | None = None,
     score_draws: int | None = None,
+    context: Context | None = None,
 ) -> EvalResult:
     """Clean accuracy, robust accuracy per attack, per-sample worst case and MRA of ``model``.
 
@@ -81,8 +83,10 @@ def evaluate(
             (an attack identical to an earlier one runs once); its own settings go to ``result.suites``.
         eps: L-inf budget in pixel units.
         batch_size: images per attack call.
-        seed: the global torch RNG is seeded with it once at the start (``torch.manual_seed(seed)``), so random
-            starts and stochastic models are reproducible; this changes the caller's global RNG state.
+        seed: before each batch the global torch RNG is seeded from ``(seed, batch index)``
+            (:func:`~spikeshield.evaluation.resume.batch_seed`), so random starts and stochastic models are
+            reproducible and a batch's outcome does not depend on the batches before it (a resumed or sharded run
+            equals an uninterrupted single process); this changes the caller's global RNG state.
         progress: show a tqdm progress bar (on stderr).
         eot: EOT draws for the registry attacks; None: 1 for a deterministic model, :data:`DEFAULT_EOT` for a
             stochastic one (``model.is_stochastic``; a model that declares nothing is probed with two calls on the
@@ -101,6 +105,10 @@ def evaluate(
         command: the command line that ran the evaluation, recorded in the result and the report.
         score_draws: draws behind each verdict; None: :data:`~spikeshield.decision.DEFAULT_SCORE_DRAWS` (10) for
             a stochastic model, 1 otherwise.
+        context: under torchrun, this process's :class:`~spikeshield.distributed.Context`
+            (:func:`spikeshield.distributed.start`): batch ``i`` is attacked by rank ``i % world_size``, every rank
+            returns the merged result, equal to one process's but for the times, and ``state_file`` becomes one
+            file per rank (``NAME.rank{r}-of-{w}.json``). Every rank must pass the same data and settings.
 
     Returns:
         :class:`EvalResult` (accuracies as fractions in [0, 1]). Its ``flags`` are the obfuscation flags the
@@ -130,12 +138,14 @@ def evaluate(
     cascade = bool(suites) if cascade is None else bool(cascade)
     _warn_about(model, named, stochastic)
 
-    torch.manual_seed(seed)
+    ctx = context or Context()
     classes = getattr(getattr(model, "info", None), "num_classes", None) or getattr(model, "num_classes", None)
     fingerprint = run_fingerprint(model=getattr(model, "config", None) or type(model).__name__,
                                   weights=weights_hash(model), eps=eps, seed=seed, score_draws=draws,
                                   attacks={n: a.settings() for n, a in named.items()}, batch_size=batch_size,
-                                  n_examples=n_examples, cascade=cascade, data=_data_fingerprint(x_or_batches, y))
+                                  n_examples=n_examples, cascade=cascade, data=_data_fingerprint(x_or_batches, y),
+                                  shard=[ctx.rank, ctx.world_size])
+    state_file = rank_file(state_file, ctx)
     state = EvalState.load_or_new(state_file, fingerprint)
     if not state.flags:
         columns = ["clean", *named, WORST]
@@ -144,14 +154,17 @@ def evaluate(
         state.fractions = {name: [] for name in columns}
         state.passes = {name: 0 for name in ["clean", *named, WORST]}
         state.seconds = {name: 0.0 for name in named}
-    state.restore_rng()
     started = time.perf_counter() - sum(state.seconds.values())
-    bar = _progress_bar(progress, x_or_batches, y, n_examples)
+    bar = _progress_bar(progress and ctx.is_main, x_or_batches, y, n_examples, batch_size, ctx)
     try:
         for index, (xb, yb) in enumerate(itertools.chain([first], batches)):
+            if not ctx.owns(index):
+                continue
             if index >= state.batches_done:
+                torch.manual_seed(batch_seed(seed, index))
                 _attack_batch(model, named, xb.to(device), yb, eps, classes, cascade, state, draws, stochastic)
-                state.batches_done += 1
+                state.sizes.append(xb.shape[0])
+                state.batches_done = index + 1
                 if state_file is not None:
                     state.save(state_file)
             bar.update(xb.shape[0])
@@ -160,6 +173,9 @@ def evaluate(
     finally:
         bar.close()
     total_s = time.perf_counter() - started
+    if ctx.distributed:
+        shares = ctx.all_gather((state, total_s))
+        state, total_s = _merge([share for share, _ in shares], ctx.world_size), max(t for _, t in shares)
     result = _summarise(model, named, eps, seed, state, total_s, device, command, cascade, draws, stochastic)
     result.suites = suites
     result.flags = sorted(flags_from_result(result, model))
@@ -234,6 +250,29 @@ def _attack_batch(model, named: dict[str, Attack], xb: torch.Tensor, yb: torch.T
         final, share = fresh.wins(yb), fresh.fraction(yb)
         state.passes[WORST] += xb.shape[0] * draws
     _record(state, WORST, final, share)
+
+
+def _merge(states: list[EvalState], world_size: int) -> EvalState:
+    """One state from every rank's (``states[r]`` holds batches ``r, r + world_size, ...``), in batch order."""
+    merged = EvalState(states[0].fingerprint)
+    merged.flags = {name: [] for name in states[0].flags}
+    merged.fractions = {name: [] for name in states[0].fractions}
+    merged.adversarial = {name: [] for name in states[0].adversarial}
+    merged.passes = {name: sum(s.passes[name] for s in states) for name in states[0].passes}
+    merged.seconds = {name: sum(s.seconds[name] for s in states) for name in states[0].seconds}
+    starts = [0] * world_size  # where each rank's next batch begins in its lists
+    for index in range(sum(len(s.sizes) for s in states)):
+        rank, k = index % world_size, index // world_size
+        state, size = states[rank], states[rank].sizes[k]
+        cut = slice(starts[rank], starts[rank] + size)
+        for target, source in ((merged.flags, state.flags), (merged.fractions, state.fractions),
+                               (merged.adversarial, state.adversarial)):
+            for name, values in source.items():
+                target[name] += values[cut]
+        merged.sizes.append(size)
+        starts[rank] += size
+    merged.batches_done = len(merged.sizes)
+    return merged
 
 
 def _record(state: EvalState, column: str, verdicts: torch.Tensor, fractions: torch.Tensor) -> None:
@@ -377,8 +416,8 @@ def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def _progress_bar(enabled: bool, data, y, limit: int | None):
-    """A tqdm bar over examples (total known for tensors and sized datasets)."""
+def _progress_bar(enabled: bool, data, y, limit: int | None, batch_size: int, ctx: Context):
+    """A tqdm bar over this rank's examples (total known for tensors and sized datasets)."""
     from tqdm.auto import tqdm
 
     total = None
@@ -388,7 +427,13 @@ def _progress_bar(enabled: bool, data, y, limit: int | None):
         total = len(data.dataset)
     if limit is not None:
         total = min(total, limit) if total is not None else limit
-    return tqdm(total=total, disable=not enabled, unit="img", desc="evaluate", leave=False)
+    desc = "evaluate"
+    if ctx.distributed:
+        desc = f"evaluate (rank {ctx.rank} of {ctx.world_size})"
+        if total is not None:
+            total = sum(min(batch_size, total - start) for k, start in enumerate(range(0, total, batch_size))
+                        if ctx.owns(k))
+    return tqdm(total=total, disable=not enabled, unit="img", desc=desc, leave=False)
 
 
 def _check_adversarial(x_adv: torch.Tensor, x: torch.Tensor, eps: float, name: str, clamp: bool = True) -> None:

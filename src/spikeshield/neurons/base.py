@@ -94,10 +94,13 @@ class SpikingNeuron(nn.Module):
         raise NotImplementedError
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
-        """Spikes (or their PSC, with a synapse) ``[T, B, ...]`` for input currents ``[T, B, ...]``.
+        """Spikes (or their PSC, with a synapse) ``[T, B, ...]`` for input currents ``[T, B, ...]``; float16 and
+        bfloat16 currents (autocast) are integrated in float32 and the output cast back.
 
         Under an attacker's :class:`~spikeshield.neurons.gradients.BackwardMode` the mode computes it (same value).
         """
+        if current.dtype in (torch.float16, torch.bfloat16):  # mixed precision: the membrane integrates in float32
+            return self(current.float()).to(current.dtype)
         mode = active_mode()
         if mode is not None:
             return mode.apply(self, current)

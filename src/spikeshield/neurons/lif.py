@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from spikeshield.neurons import lif_kernels
+from spikeshield.neurons import lif_kernels, lif_triton
 from spikeshield.neurons.base import SpikingNeuron
 from spikeshield.neurons.gradients import RateParameters, spike
 from spikeshield.neurons.surrogate import Sigmoid, Surrogate, make_surrogate
@@ -73,17 +73,18 @@ class _FusedLIF(torch.autograd.Function):
     """All T steps of LIF (and its optional PSC filter) in one autograd node with a hand-written BPTT backward.
 
     Same forward and gradients as looping :func:`lif_step` under autograd and filtering with :class:`PSC`, several
-    times faster. CPU tensors run the compiled kernels of :mod:`spikeshield.neurons.lif_kernels`; other devices
-    and dtypes run :func:`_loop_forward` / :func:`_loop_backward`, a short PyTorch loop of in-place ops.
+    times faster. CPU tensors run the compiled kernels of :mod:`spikeshield.neurons.lif_kernels`, CUDA tensors the
+    Triton kernels of :mod:`spikeshield.neurons.lif_triton` where Triton is installed; other devices and dtypes run
+    :func:`_loop_forward` / :func:`_loop_backward`, a short PyTorch loop of in-place ops.
     """
 
     @staticmethod
     def forward(ctx, current: torch.Tensor, p: LIFParameters, surrogate: Surrogate, tau_s: float | None):  # noqa: D102
         ctx.p, ctx.surrogate, ctx.tau_s = p, surrogate, tau_s
-        ctx.compiled = lif_kernels.supported(current)
+        ctx.kernels = _kernels_for(current)
         ctx.set_materialize_grads(False)
-        if ctx.compiled:
-            out, membrane = lif_kernels.forward(current, p.decay, p.input_scale, p.theta, tau_s)
+        if ctx.kernels is not None:
+            out, membrane = ctx.kernels.forward(current, p.decay, p.input_scale, p.theta, tau_s)
             ctx.save_for_backward(membrane)
         else:
             out, membrane, fired = _loop_forward(current, p, tau_s)
@@ -96,13 +97,21 @@ class _FusedLIF(torch.autograd.Function):
         if grad_out is None:
             return None, None, None, None
         p, surrogate, tau_s = ctx.p, ctx.surrogate, ctx.tau_s
-        if ctx.compiled:
+        if ctx.kernels is not None:
             (membrane,) = ctx.saved_tensors
-            grad = lif_kernels.backward(grad_out, membrane, p.decay, p.input_scale, p.theta, p.detach_reset, tau_s,
+            grad = ctx.kernels.backward(grad_out, membrane, p.decay, p.input_scale, p.theta, p.detach_reset, tau_s,
                                         surrogate)
         else:
             grad = _loop_backward(grad_out, *ctx.saved_tensors, p, surrogate, tau_s)
         return grad, None, None, None
+
+
+def _kernels_for(current: torch.Tensor):
+    """The fused kernels' module for this tensor (Triton first: interpreted, it is how the tests reach it on a
+    CPU), or None for the PyTorch loop."""
+    if lif_triton.supported(current):
+        return lif_triton
+    return lif_kernels if lif_kernels.supported(current) else None
 
 
 def _loop_forward(current: torch.Tensor, p: LIFParameters, tau_s: float | None):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from spikeshield.neurons import lif_kernels, talif_kernels
+from spikeshield.neurons import lif_kernels, lif_triton, talif_kernels
 from spikeshield.neurons.base import SpikingNeuron
 from spikeshield.neurons.gradients import RateParameters, spike
 from spikeshield.neurons.lif import LIFParameters
@@ -51,14 +51,17 @@ class TALIFParameters:
 
 class _FusedTALIF(torch.autograd.Function):
     """All T steps of TA-LIF (and its optional PSC filter) in one autograd node with a hand-written BPTT backward,
-    through the membrane and the threshold, to the input currents and ``theta_v`` (CPU float tensors; the compiled
-    kernels of :mod:`spikeshield.neurons.talif_kernels`). Same forward and gradients as the step loop."""
+    through the membrane and the threshold, to the input currents and ``theta_v`` (CPU float tensors: the compiled
+    kernels of :mod:`spikeshield.neurons.talif_kernels`; CUDA tensors: the Triton kernels of
+    :mod:`spikeshield.neurons.lif_triton`). Same forward and gradients as the step loop."""
 
     @staticmethod
     def forward(ctx, current, theta_v, nds, p: LIFParameters, surrogate: Surrogate, tau_s: float | None):  # noqa: D102
         ctx.p, ctx.surrogate, ctx.tau_s = p, surrogate, tau_s
         ctx.set_materialize_grads(False)
-        out, membrane, theta = talif_kernels.forward(current, p.decay, p.input_scale, p.theta, theta_v, nds, tau_s)
+        ctx.triton = lif_triton.supported(current)
+        run = lif_triton.talif_forward if ctx.triton else talif_kernels.forward
+        out, membrane, theta = run(current, p.decay, p.input_scale, p.theta, theta_v, nds, tau_s)
         ctx.save_for_backward(membrane, theta, theta_v, nds)
         ctx.mark_non_differentiable(membrane, theta)
         return out, membrane, theta
@@ -69,8 +72,9 @@ class _FusedTALIF(torch.autograd.Function):
             return None, None, None, None, None, None
         p = ctx.p
         membrane, theta, theta_v, nds = ctx.saved_tensors
-        grad, grad_v = talif_kernels.backward(grad_out, membrane, theta, theta_v, nds, p.decay, p.input_scale,
-                                              p.detach_reset, ctx.tau_s, ctx.surrogate)
+        run = lif_triton.talif_backward if ctx.triton else talif_kernels.backward
+        grad, grad_v = run(grad_out, membrane, theta, theta_v, nds, p.decay, p.input_scale, p.detach_reset, ctx.tau_s,
+                           ctx.surrogate)
         return grad, (grad_v if ctx.needs_input_grad[1] else None), None, None, None, None
 
 
@@ -119,9 +123,9 @@ class TALIF(SpikingNeuron):
         return s, u, (u, s, theta, t + 1)
 
     def run(self, current: torch.Tensor, surrogate: Surrogate) -> tuple[torch.Tensor, torch.Tensor]:
-        """All steps, and the synapse, in one fused autograd node on CPU float tensors (the fast default path); the
-        step loop elsewhere (same forward and gradients)."""
-        if not lif_kernels.supported(current):
+        """All steps, and the synapse, in one fused autograd node on CPU float tensors and (with Triton) CUDA ones,
+        the fast default path; the step loop elsewhere (same forward and gradients)."""
+        if not (lif_kernels.supported(current) or lif_triton.supported(current)):
             return super().run(current, surrogate)
         if current.shape[0] > self.nds.shape[0]:
             raise ValueError(f"TA-LIF was built for {self.nds.shape[0]} time steps (its NDS); the input has more")

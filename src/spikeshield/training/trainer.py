@@ -80,15 +80,6 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------------------------- setup helpers
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA if available, else CPU; ``"cuda"`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: cuda was asked for but no CUDA GPU is available; use device: auto or cpu")
-    return torch.device(name)
-
-
 def derived_seed(seed: int, *parts: Any) -> int:
     """A 63-bit seed derived from ``seed`` and ``parts`` (stable across processes and platforms)."""
     text = ":".join(str(p) for p in ("spikeshield-train", seed, *parts))
@@ -112,25 +103,30 @@ def split_holdout(dataset: ImageDataset, n: int, seed: int) -> tuple[ImageDatase
     return dataset.subset(order[n:].sort().values), dataset.subset(order[:n].sort().values)
 
 
-def holdout_accuracy(model: nn.Module, dataset: ImageDataset, cfg: TrainConfig, device: torch.device) -> float:
+def holdout_accuracy(model: nn.Module, dataset: ImageDataset, cfg: TrainConfig, device: torch.device,
+                     ctx: distributed.Context | None = None) -> float:
     """Accuracy on the held-out training images, clean or under ``select.attack``, by the decision rule (majority
-    over draws for a stochastic model; the attack with its default EOT unless ``select.eot``)."""
+    over draws for a stochastic model; the attack with its default EOT unless ``select.eot``); under torchrun each
+    rank scores every ``world_size``-th batch and the counts are summed."""
     from spikeshield import decision
     from spikeshield.attacks import make_attack
 
     sel = cfg.select
     model.eval()
+    ctx = ctx or distributed.Context()
     attack, draws, correct = None, None, 0
-    for x, y in batches(dataset, cfg.data.eval_batch_size):
+    for index, (x, y) in enumerate(batches(dataset, cfg.data.eval_batch_size)):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if draws is None:
             draws = decision.score_draws_for(decision.is_stochastic(model, x))
             options = {"eot": sel.eot} if sel.eot is not None else {}
             attack = make_attack(sel.attack, model, sel.eps, **options) if sel.attack else None
+        if not ctx.owns(index):
+            continue
         x_adv = attack(x, y) if attack is not None else x
         with torch.no_grad():
             correct += int(decision.judge(model, x_adv, y, draws)[0].sum())
-    return correct / len(dataset)
+    return ctx.sum(correct) / len(dataset)
 
 
 def best_holdout_epoch(history: list[dict[str, Any]]) -> int | None:
@@ -242,14 +238,18 @@ def _prepare_hosnn(model: nn.Module, cfg: TrainConfig, train_set: ImageDataset, 
 
 
 @torch.no_grad()
-def clean_accuracy(model: nn.Module, dataset: ImageDataset, batch_size: int, device: torch.device) -> float:
-    """Clean accuracy of ``model`` (put in eval mode) on ``dataset``."""
+def clean_accuracy(model: nn.Module, dataset: ImageDataset, batch_size: int, device: torch.device,
+                   ctx: distributed.Context | None = None) -> float:
+    """Clean accuracy of ``model`` (put in eval mode) on ``dataset``; under torchrun each rank scores every
+    ``world_size``-th batch and the counts are summed."""
+    ctx = ctx or distributed.Context()
     model.eval()
     correct = 0
-    for x, y in batches(dataset, batch_size):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        correct += (model(x).argmax(1) == y).sum().item()
-    return correct / max(len(dataset), 1)
+    for index, (x, y) in enumerate(batches(dataset, batch_size)):
+        if ctx.owns(index):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            correct += (model(x).argmax(1) == y).sum().item()
+    return ctx.sum(correct) / max(len(dataset), 1)
 
 
 # ------------------------------------------------------------------ the three swappable points (DESIGN 9)
@@ -502,6 +502,7 @@ def _run(config: TrainConfig, ctx: distributed.Context, resume: bool, progress: 
     for epoch in range(start_epoch, epochs):
         rank_seed = ("rank", ctx.rank) if ctx.distributed else ()  # each rank its own draws (attacks, noise)
         torch.manual_seed(derived_seed(cfg.seed, "epoch", epoch, *rank_seed))
+        shared = torch.Generator().manual_seed(derived_seed(cfg.seed, "shared", epoch))  # the same on every rank
         model.train()
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
@@ -523,7 +524,8 @@ def _run(config: TrainConfig, ctx: distributed.Context, resume: bool, progress: 
                 group["lr"] = group["initial_lr"] * factor
             lr_first = optimizer.param_groups[0]["lr"] if lr_first is None else lr_first
             optimizer.zero_grad(set_to_none=True)
-            loss, logits = step_module(x, y, clean)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.optim.amp == "bf16"):
+                loss, logits = step_module(x, y, clean)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step}: lower optim.lr "
@@ -536,7 +538,7 @@ def _run(config: TrainConfig, ctx: distributed.Context, resume: bool, progress: 
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             optimizer.step()
             if cfg.optim.rat_beta:
-                orthogonal_retraction(model, cfg.optim.rat_beta)
+                orthogonal_retraction(model, cfg.optim.rat_beta, shared)
             for module in model.modules():  # e.g. TA-LIF keeps theta_v >= 0
                 if hasattr(module, "after_step"):
                     module.after_step()
@@ -550,9 +552,10 @@ def _run(config: TrainConfig, ctx: distributed.Context, resume: bool, progress: 
         if hasattr(objective, "end_epoch"):
             objective.end_epoch()
         loss_sum, correct, seen = ctx.sum(loss_sum), int(ctx.sum(correct)), int(ctx.sum(seen))
+        _check_ranks_agree(model, ctx, epoch)
         train_time = time.perf_counter() - t0
         t1 = time.perf_counter()
-        test_acc = clean_accuracy(model, test_set, cfg.data.eval_batch_size, device)
+        test_acc = clean_accuracy(model, test_set, cfg.data.eval_batch_size, device, ctx)
         metrics = {
             "epoch": epoch + 1,
             "epochs": epochs,
@@ -570,7 +573,7 @@ def _run(config: TrainConfig, ctx: distributed.Context, resume: bool, progress: 
         last = cfg.select.last_epochs
         if holdout_set is not None and (last is None or epoch >= epochs - last):
             t2 = time.perf_counter()
-            metrics["holdout_acc"] = holdout_accuracy(model, holdout_set, cfg, device)
+            metrics["holdout_acc"] = holdout_accuracy(model, holdout_set, cfg, device, ctx)
             metrics["holdout_n"], metrics["holdout_time_s"] = len(holdout_set), time.perf_counter() - t2
         history.append(metrics)
         if ctx.is_main:
@@ -585,6 +588,19 @@ def _run(config: TrainConfig, ctx: distributed.Context, resume: bool, progress: 
         if stop_after_epochs is not None and ran >= stop_after_epochs and epoch + 1 < epochs:
             return TrainResult(model.eval(), cfg, out_dir, history, completed=False)
     return TrainResult(model.eval(), cfg, out_dir, history, completed=True)
+
+
+def _check_ranks_agree(model: nn.Module, ctx: distributed.Context, epoch: int) -> None:
+    """Under torchrun, fail if the ranks' weights differ: DDP keeps them equal only while every rank makes the same
+    update, so a per-rank random draw that touches the weights would silently train N different models."""
+    if not ctx.distributed:
+        return
+    digest = hashlib.sha256()
+    for tensor in model.parameters():
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    if len(set(ctx.all_gather(digest.hexdigest()))) > 1:
+        raise RuntimeError(f"the ranks' weights differ after epoch {epoch + 1}: an update depended on a rank's own "
+                           f"random draws (a training hook must draw from the generator shared by every rank)")
 
 
 def train_from_file(
