@@ -106,3 +106,26 @@ def test_the_talif_neuron_takes_the_triton_path_with_its_gradients(interpreted, 
     monkeypatch.setattr(lif_triton, "supported", lambda _: False)
     for a, b in zip(through_triton, grads(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the compiled Triton kernels)")
+@pytest.mark.parametrize("neuron", ["lif", "talif"])
+def test_compiled_triton_kernels_on_cuda_equal_the_step_loop(monkeypatch, neuron):
+    """On a GPU: the compiled kernels' spikes, input gradient (and theta_v gradient) equal the PyTorch step loop's."""
+    layer = (LIF(LIFParameters(tau_m=2.0), PSC(3.0)) if neuron == "lif" else TALIF((3, 7), steps=5)).cuda()
+    current = _current(T=5, shape=(4, 3, 7)).cuda()
+
+    def run():
+        c = current.clone().requires_grad_(True)
+        layer.zero_grad()
+        out = layer(c)
+        (out * torch.linspace(-1, 1, 7, device="cuda")).sum().backward()
+        extra = [layer.theta_v.grad.clone()] if neuron == "talif" else []
+        return [out.detach(), c.grad, *extra]
+
+    assert lif_triton.supported(current)
+    fused = run()
+    monkeypatch.setattr(lif_triton, "supported", lambda _: False)
+    monkeypatch.setattr(type(layer), "run", lambda self, c, s: super(type(self), self).run(c, s))
+    for a, b in zip(fused, run(), strict=True):
+        torch.testing.assert_close(a, b)

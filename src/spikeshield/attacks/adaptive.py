@@ -65,6 +65,8 @@ class SNNAdaptive(Suite):
         members: an explicit list of ``attack@gradient`` registry names instead of a preset.
         tune_on: ``(x, y)`` images to choose HART's ``g`` and ASSG's ``A`` on (:data:`TUNABLE`; e.g. 256 held-out
             training images); None keeps the defaults (the first candidate).
+        tuned: values chosen before, ``{gradient: value}`` (e.g. ``{"hart": 0.5, "assg": 0.43}``, from an earlier
+            suite's :meth:`tuned_values`): used as given, no tuning run (tune once per model, pass the values on).
         eot: EOT draws per gradient; None: :data:`~spikeshield.attacks.ensemble.RAND_EOT` for a declared
             stochastic model, else each member's default (:data:`~spikeshield.decision.DEFAULT_EOT` for a model
             observed to be random, 1 otherwise).
@@ -84,7 +86,7 @@ class SNNAdaptive(Suite):
 
     def __init__(self, model, eps: float, preset: str = "standard", members: list[str] | None = None,
                  tune_on: tuple[torch.Tensor, torch.Tensor] | None = None, eot: int | None = None,
-                 **kwargs: Any) -> None:
+                 tuned: dict[str, float] | None = None, **kwargs: Any) -> None:
         if kwargs.get("grad") is not None:
             raise ValueError("snn-adaptive chooses the gradient of each member; do not pass grad=")
         kwargs.pop("grad", None)
@@ -109,7 +111,7 @@ class SNNAdaptive(Suite):
                 self.skipped[name] = "the model has no spiking neurons: every gradient mode is its own gradient"
                 continue
             if grad in TUNABLE:
-                name = self._tuned_name(name, tune_on)
+                name = self._tuned_name(name, tune_on, (tuned or {}).get(grad))
             try:
                 self.members[name] = self._member(name)
             except ValueError as e:  # e.g. the ANN twin of a model not built by create_model
@@ -120,11 +122,14 @@ class SNNAdaptive(Suite):
     def _member(self, name: str) -> Attack:
         return make_attack(name, self.model, self.eps, clamp=self.clamp, **self.draw_options())
 
-    def _tuned_name(self, name: str, tune_on) -> str:
-        """``name`` with the tunable parameter of its gradient set: by the lowest robust accuracy of a short run of
-        the member on ``tune_on``, or the default without tuning data."""
+    def _tuned_name(self, name: str, tune_on, given: float | None = None) -> str:
+        """``name`` with the tunable parameter of its gradient set: ``given``, else by the lowest robust accuracy of
+        a short run of the member on ``tune_on``, else the default."""
         base, grad = _split_member(name)
         param, candidates = TUNABLE[grad]
+        if given is not None:
+            self.tuned[grad] = {param: float(given), "tuned": "given"}
+            return f"{base}@{grad}-{float(given):g}"
         if tune_on is None:
             self.tuned[grad] = {param: candidates[0], "tuned": False}
             return f"{base}@{grad}-{candidates[0]:g}"
@@ -143,6 +148,10 @@ class SNNAdaptive(Suite):
         self.tuned[grad] = {param: best, "tuned": True, "robust_acc": {f"{v:g}": s for v, s in scores.items()},
                             "n_images": int(y.numel()), "steps": TUNE_STEPS}
         return f"{base}@{grad}-{best:g}"
+
+    def tuned_values(self) -> dict[str, float]:
+        """``{gradient: chosen value}`` of the tuned members, to pass on as ``tuned=`` to later suites."""
+        return {grad: record[TUNABLE[grad][0]] for grad, record in self.tuned.items()}
 
     def settings(self) -> dict[str, Any]:
         """The preset, every member's settings, the tuned parameters and the skipped members."""
