@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 # without torchvision; tests/test_adapters.py runs them). Norse's source release takes its version from git.
 FOREIGN ?= spikingjelly==2.0.0 norse==1.1.0 torchattacks==3.5.1
 
-.PHONY: setup data run test lint bench clean
+.PHONY: setup data browser run test lint bench clean
 
-setup: $(STAMP) data
+setup: $(STAMP) data browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,14 @@ data:
 		apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
 		(apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1) || \
 		echo "dataset-fashion-mnist not installed; spikeshield will download FashionMNIST"; \
+	fi
+
+# Headless Chromium (Debian's package) renders the leaderboard page in tests/test_benchmark.py.
+browser:
+	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		(apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1) || \
+		echo "chromium not installed: the leaderboard's browser check cannot run"; \
 	fi
 
 # The main job: train the quick model, then its naive robustness (FGSM, PGD7 through its own surrogate) beside the

@@ -54,6 +54,9 @@ def test_tuning_picks_the_strongest_candidate_on_the_given_images(trained_lenet,
     assert record["tuned"] and set(scores) == set(TUNABLE["hart"][1])
     assert scores[record["g"]] == min(scores.values())
     assert list(suite.members) == [f"fgsm@hart-{record['g']:g}"]
+    again = SNNAdaptive(trained_lenet, EPS, members=["fgsm@hart"], tuned=suite.tuned_values(), tune_on=(x, y))
+    assert list(again.members) == list(suite.members)  # tuned once, passed on: no second tuning run
+    assert again.forward_passes == 0 and again.tuned["hart"]["tuned"] == "given"
 
 
 def test_non_spiking_models_keep_only_their_own_gradient():

@@ -1,5 +1,5 @@
-"""Command line: ``spikeshield train | eval | check | audit | sweep | transfer | agcs | certify | compose | data |
-list``.
+"""Command line: ``spikeshield train | eval | check | audit | sweep | transfer | agcs | certify | compose | benchmark |
+data | list``.
 
     spikeshield train --config configs/quick.yaml
     spikeshield check --checkpoint runs/quick/model --n-examples 500    # naive vs honest, the gap, the audit's flags
@@ -12,6 +12,7 @@ list``.
     spikeshield certify --checkpoint runs/rsc/model --n0 100 --n 1000 --alpha 0.001 --n-examples 100
     spikeshield compose --stage purifier=runs/purification/purifier/model@purifier \
         --stage classifier=runs/purification/resnet14_k3/model --out runs/purification/moved/model
+    spikeshield benchmark --dataset fashion_mnist --preset quick --add-checkpoint runs/mine/model
 """
 
 from __future__ import annotations
@@ -313,6 +314,21 @@ def _compose(args: argparse.Namespace) -> None:
     print(f"pipeline {' -> '.join(name for name, _ in stages)} saved to {args.out}")
 
 
+def _benchmark(args: argparse.Namespace) -> None:
+    from spikeshield.benchmark import run_benchmark
+
+    low, _, high = args.input_range.partition(",")
+    options = dict(T=args.T, encoder=args.encoder, dataset=args.dataset, framework=args.framework,
+                   input_range=(float(low), float(high)))
+    command = "spikeshield " + " ".join(shlex.quote(a) for a in args.argv)
+    paths = run_benchmark(args.dataset, args.preset, args.models, out=args.out, work=args.work,
+                          add_checkpoints=args.add_checkpoint or (), add_models=args.add_model or (),
+                          add_nirs=args.add_nir or (), model_options=options, data_dir=args.data_dir,
+                          device=args.device, progress=not args.no_progress, command=command)
+    print(paths["md"].read_text(encoding="utf-8"))
+    print(f"wrote {paths['json']}, {paths['md']} and {paths['html']}")
+
+
 def _data(args: argparse.Namespace) -> None:
     from spikeshield.data import load_dataset
 
@@ -458,6 +474,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the pipeline's checkpoint directory")
     _add_device(p)
     p.set_defaults(func=_compose)
+
+    p = sub.add_parser("benchmark", help="train or load every shipped defence and its baseline, evaluate all under one "
+                                         "protocol, write the leaderboard (docs/leaderboard.md)")
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--preset", default="quick", choices=["quick", "full"],
+                   help="quick: small training runs and 64 images per piece; full: the configs as they are")
+    p.add_argument("--models", default=None, help="comma list of shipped entries (default: all)")
+    p.add_argument("--add-checkpoint", action="append", metavar="DIR",
+                   help="a checkpoint of yours, evaluated under the same protocol (row marked user-submitted)")
+    p.add_argument("--add-model", action="append", metavar="MODULE:FACTORY",
+                   help="a model of yours (SpikingJelly / snnTorch / Norse networks are wrapped)")
+    p.add_argument("--add-nir", action="append", metavar="FILE", help="a NIR graph of yours")
+    p.add_argument("--framework", default="auto", choices=["auto", "spikingjelly", "snntorch", "norse"])
+    p.add_argument("--T", type=int, default=8, help="time steps of --add-model / --add-nir networks")
+    p.add_argument("--encoder", default="direct", help="input coding of --add-model / --add-nir networks")
+    p.add_argument("--input-range", default="0,1", help="pixel range an --add-model network was trained on")
+    p.add_argument("--out", default="benchmarks/results/leaderboard", help="the leaderboard's folder (cells cached)")
+    p.add_argument("--work", default="runs/leaderboard", help="where the shipped models are trained")
+    p.add_argument("--data-dir", default=None)
+    _add_device(p)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("data", help="locate (or download) a dataset and print what was found")
     p.add_argument("--dataset", default="fashion_mnist")

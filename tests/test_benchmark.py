@@ -1,0 +1,118 @@
+"""``spikeshield benchmark`` on two tiny models and a user's checkpoint: the rows, the cached cells a killed run
+resumes from, the markdown and the HTML page rendered and checked in headless Chromium (issue 22)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spikeshield.benchmark import Claim, Entry, Preset, run_benchmark, select
+from spikeshield.benchmark.browser import check_page
+from spikeshield.cli import main
+
+#: small enough for the test suite: APGD-CE and FGSM stand in for AutoAttack (the shipped presets run AutoAttack)
+PRESET = Preset("test", {}, n_eval=6, n_sweep=4, n_transfer=6, n_audit=2, n_certify=3, n_tune=4, adaptive="quick",
+                eps_list=(8 / 255,), certify_draws=(8, 32), attacks=("apgd-ce", "fgsm"))
+
+
+def _entries(tmp: Path) -> tuple[Entry, ...]:
+    base = {"seed": 0, "device": "cpu", "out_dir": "unused", "model": {"name": "lenet", "T": 2},
+            "data": {"batch_size": 64, "train_subset": 128, "eval_subset": 64}, "optim": {"epochs": 1, "lr": 3e-3}}
+    (tmp / "plain.yaml").write_text(yaml.safe_dump({**base, "name": "plain"}))
+    (tmp / "smoothed.yaml").write_text(yaml.safe_dump({**base, "name": "smoothed", "model": {
+        **base["model"], "encoder": "rsc1-0.1"}, "adversarial": {"attack": "fgsm", "eps": "4/255"}}))
+    return (Entry("lif_clean", str(tmp / "plain.yaml"), "plain LIF",
+                  claim=Claim("PGD7", 30.9, "fashion_mnist", "a paper", 92.9)),
+            Entry("smoothed", str(tmp / "smoothed.yaml"), "RSC + FGSM AT", baseline="lif_clean",
+                  claim=Claim("PGD", 39.98, "cifar10", "another paper")))
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("board")
+    entries = _entries(tmp)
+    kwargs = dict(preset=PRESET, out=tmp / "board", work=tmp / "work", entries=entries, device="cpu",
+                  progress=False)
+    run_benchmark(**kwargs)  # the shipped entries first, then a user's checkpoint on the same board
+    user = tmp / "work" / "test" / "lif_clean" / "model"
+    paths = run_benchmark(**kwargs, add_checkpoints=[str(user)])
+    return tmp, paths, kwargs
+
+
+def _rows(paths) -> dict[str, dict]:
+    return {r["model"]: r for r in json.loads(paths["json"].read_text())["models"]}
+
+
+def test_every_model_has_a_row_with_numbers_claims_and_flags(board):
+    _, paths, _ = board
+    rows = _rows(paths)
+    assert set(rows) == {"lif_clean", "smoothed", "user_lif_clean_model"}
+    for r in rows.values():
+        assert isinstance(r["clean_acc"], float) and 0 <= r["robust_acc"] <= r["clean_acc"] <= 100
+        assert r["n_examples"] == PRESET.n_eval and r["threat_model"]["clamped"]
+        assert r["sweep"]["eps"][0] == 0 and len(r["sweep"]["robust_acc"]) == 2
+        assert set(r["seconds"]) >= {"robust", "sweep", "audit"}
+    smoothed, plain, user = rows["smoothed"], rows["lif_clean"], rows["user_lif_clean_model"]
+    assert smoothed["stochastic"] and smoothed["score_draws"] > 1 and "stochastic" in smoothed["flags"]
+    assert smoothed["certified"]["norm"] == "l2" and smoothed["transfer_acc"] is not None
+    assert plain["certified"] is None and plain["claimed"]["comparable"]
+    assert smoothed["claimed"] == {"metric": "PGD", "value": 39.98, "clean": None, "dataset": "cifar10",
+                                   "source": "another paper", "comparable": False}
+    assert user["user_submitted"] and not plain["user_submitted"]
+    assert user["robust_acc"] == plain["robust_acc"] and user["clean_acc"] == plain["clean_acc"]  # same weights
+    assert {"apgd-ce", "fgsm"} <= set(plain["attacks"]) and any("assg" in name for name in plain["attacks"])
+    assert sum(plain["broken_by"].values()) == round(plain["n_examples"] * (plain["clean_acc"] -
+                                                                            plain["robust_acc"]) / 100)
+
+
+def test_markdown_ranks_by_robust_accuracy_and_marks_user_rows(board):
+    _, paths, _ = board
+    lines = [line for line in paths["md"].read_text().splitlines() if line.startswith("| ") and line[2].isdigit()]
+    robust = [float(line.split("|")[5]) for line in lines]
+    assert len(lines) == 3 and robust == sorted(robust, reverse=True)
+    assert any("user_lif_clean_model](models/user_lif_clean_model.json) *" in line for line in lines)
+    assert "PGD 39.98 (cifar10)" in paths["md"].read_text()
+
+
+def test_a_killed_run_resumes_from_its_cached_cells(board):
+    tmp, paths, kwargs = board
+    cells = tmp / "board" / "cells"
+    kept = {p: p.stat().st_mtime_ns for p in cells.rglob("*.json")}
+    lost = cells / "smoothed" / "sweep.json"
+    lost.unlink()  # as if the run was killed while this cell ran
+    before = _rows(paths)
+    again = run_benchmark(**kwargs, add_checkpoints=[str(tmp / "work" / "test" / "lif_clean" / "model")])
+    assert lost.exists()
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items() if p != lost)  # nothing else ran again
+    after = _rows(again)
+    for name in before:
+        assert {k: v for k, v in after[name].items() if k != "seconds"} == \
+            {k: v for k, v in before[name].items() if k != "seconds"}
+
+
+def test_the_page_renders_in_headless_chromium(board, tmp_path):
+    tmp, paths, _ = board
+    assert paths["screenshot"].stat().st_size > 10_000  # the run checked the page and kept the screenshot
+    found = check_page(paths["html"], tmp_path / "shot.png", ["lif_clean", "smoothed", "user_lif_clean_model"])
+    assert found["rows"] == 3 and found["plots"] == 4 and found["links"] >= 5
+    page = paths["html"].read_text()
+    assert "user-submitted" in page and "<script src" not in page and "http" not in page.split("<body>")[1]
+    with pytest.raises(AssertionError, match="not in the table"):
+        check_page(paths["html"], tmp_path / "shot2.png", ["lif_clean", "smoothed", "missing_model"])
+
+
+def test_model_selection_takes_dependencies_and_refuses_unknown_names(capsys):
+    from spikeshield.benchmark import ENTRIES
+
+    assert [e.name for e in select("hosnn_fgsm")] == ["lif_clean", "hosnn_fgsm"]
+    assert [e.name for e in select("purifier")] == ["senet18", "purifier"]
+    assert len(select(None)) == len(ENTRIES)
+    assert main(["benchmark", "--models", "nope", "--no-progress"]) == 2
+    assert "unknown benchmark model" in capsys.readouterr().err
+    for entry in ENTRIES:  # every shipped config exists and every need names an earlier entry
+        assert Path(entry.config).exists()
+        earlier = [e.name for e in ENTRIES[: ENTRIES.index(entry)]]
+        assert all(name in earlier for name in entry.needs.values())
