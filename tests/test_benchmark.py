@@ -116,3 +116,45 @@ def test_model_selection_takes_dependencies_and_refuses_unknown_names(capsys):
         assert Path(entry.config).exists()
         earlier = [e.name for e in ENTRIES[: ENTRIES.index(entry)]]
         assert all(name in earlier for name in entry.needs.values())
+
+
+def test_the_budget_plan_keeps_new_breaks_cheapest_first_and_records_what_it_drops(trained_lenet, fmnist_eval):
+    """On pilot images every member runs on every image; the plan orders members by new breaks per second, keeps
+    APGD-CE, drops those that fool nothing new (with the counts behind it), and the planned cascade misses no image
+    the full protocol breaks on other images (zero expected, stated before the run)."""
+    from spikeshield.attacks import make_attack
+    from spikeshield.benchmark.budget import plan, verify
+
+    x, y = fmnist_eval
+    eps = 0.1  # this LeNet keeps 75% at 8/255 on 16 images: too few breaks to plan with
+    members = [make_attack("apgd-ce", trained_lenet, eps), make_attack("fgsm", trained_lenet, eps),
+               make_attack("fgsm@rga", trained_lenet, eps), make_attack("fgsm@triangle-2", trained_lenet, eps)]
+    members[0].steps = 20  # a shorter APGD-CE keeps the test fast; the plan's logic does not depend on it
+    planned = plan(trained_lenet, x[:16], y[:16], members, eps, min_breaks=3)
+    assert planned["decided"] and "apgd-ce" in planned["order"]
+    rates = [planned["pilot"]["breaks"][n] / planned["pilot"]["seconds"][n] for n in planned["order"][:1]]
+    assert rates[0] == max(b / planned["pilot"]["seconds"][n] for n, b in planned["pilot"]["breaks"].items())
+    assert set(planned["order"]) | set(planned["dropped"]) == {"apgd-ce", "fgsm", "fgsm@rga", "fgsm@triangle-2"}
+    assert planned["dropped"] and all(d["new_breaks"] == 0 and d["pilot_n"] == 16 for d in planned["dropped"].values())
+    checked = verify(trained_lenet, x[16:32], y[16:32], members, planned, eps)
+    assert checked["missed"] == [] and checked["fast_forward_passes"] < checked["full_forward_passes"]
+    weak = plan(trained_lenet, x[:4], y[:4], members, eps, min_breaks=100)  # a pilot that decides nothing
+    assert not weak["decided"] and len(weak["order"]) == 4 and not weak["dropped"]
+
+
+def test_a_budget_preset_plans_on_held_out_images_and_runs_the_plan(trained_lenet, fmnist_eval, tmp_path):
+    import dataclasses
+
+    from spikeshield.benchmark.protocol import CellCache, run_protocol
+
+    preset = dataclasses.replace(PRESET, budget=True, n_tune=12, adaptive="", n_sweep=2, n_audit=0)
+    x, y = fmnist_eval
+    data = {"x": x[:8], "y": y[:8], "tune_x": x[40:52], "tune_y": y[40:52]}  # stand-ins for held-out images
+    cache = CellCache(tmp_path, "lenet", trained_lenet, preset)
+    cells = run_protocol(trained_lenet, cache, preset, data, source=None, command="test")
+    assert list(cells)[:2] == ["plan", "robust"]
+    order = cells["plan"]["order"]
+    assert "apgd-ce" in order and set(order) | set(cells["plan"]["dropped"]) >= {"apgd-ce", "fgsm"}
+    assert list(cells["robust"]["robust_acc"]) == order  # the cascade ran the plan's members in its order
+    stored = json.loads(cache.path("robust").read_text())
+    assert stored["settings"]["order"] == order

@@ -56,6 +56,7 @@ def row(entry: Entry, cells: dict[str, dict[str, Any]], dataset: str, preset: st
         "certified": ({"norm": certified["norm"], "abstain_rate": _pct(certified["abstain_rate"]),
                        "curve": [[r, _pct(a)] for r, a in certified["curve"]]} if certified else None),
         "flags": sorted(set(robust.get("flags", [])) | set(audit.get("flags", []))),
+        "plan": ({k: cells["plan"][k] for k in ("order", "dropped", "decided")} if "plan" in cells else None),
         "stochastic": bool(robust.get("stochastic")),
         "score_draws": robust.get("score_draws"),
         "n_examples": robust["n_examples"],

@@ -1,10 +1,12 @@
 """One protocol for every model on the board, cut into cached cells (issue 22).
 
-Per model: ``tune`` (HART's and ASSG's parameters, chosen once on held-out training images and passed on), ``robust``
-(clean, then AutoAttack - ``rand`` for a stochastic model - and the ``snn-adaptive`` members as one cascade, with EOT
-and the decision rule where the model is random), ``sweep`` (APGD-CE over eps), ``transfer`` (PGD20 crafted on the
-model's plain baseline, or on the clean LIF for a baseline), ``audit`` (the obfuscation checklist) and, for a model
-whose coding is a smoothing noise, ``certify``. Each cell's JSON is written atomically under
+Per model: ``tune`` (HART's and ASSG's parameters, chosen once on held-out training images and passed on), with a
+budget-aware preset ``plan`` (:mod:`spikeshield.benchmark.budget`: the members ordered by new breaks per second on
+those held-out images, the ones that broke nothing new dropped, with the record), ``robust`` (clean, then AutoAttack
+- ``rand`` for a stochastic model - and the ``snn-adaptive`` members as one cascade, or the plan's members in its
+order, with EOT and the decision rule where the model is random), ``sweep`` (APGD-CE over eps), ``transfer`` (PGD20
+crafted on the model's plain baseline, or on the clean LIF for a baseline), ``audit`` (the obfuscation checklist)
+and, for a model whose coding is a smoothing noise, ``certify``. Each cell's JSON is written atomically under
 ``OUT/cells/MODEL/CELL.json`` with a fingerprint of the weights and settings; a later run reuses a cell whose
 fingerprint matches, so a killed run resumes at the first missing cell.
 """
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spikeshield.benchmark.budget import members_of, plan
 from spikeshield.benchmark.entries import Preset
 from spikeshield.evaluation.resume import run_fingerprint, weights_hash
 from spikeshield.fileio import atomic_write_text
@@ -81,25 +84,40 @@ def cells(model: nn.Module, preset: Preset, data: dict[str, torch.Tensor], *, so
 
     x, y = data["x"], data["y"]
     stochastic = bool(getattr(model, "is_stochastic", False))
-    spiking = has_spiking_neurons(model)
+    adaptive = has_spiking_neurons(model) and bool(preset.adaptive)  # snn-adaptive runs on SNNs
     first = list(preset.attacks) if preset.attacks else ["autoattack-rand" if stochastic else "autoattack-standard"]
     jobs: dict[str, tuple[dict[str, Any], Callable[..., dict[str, Any]]]] = {}
 
     def tune(_: dict) -> dict[str, Any]:
         suite = SNNAdaptive(model, EPS, preset=preset.adaptive, tune_on=(data["tune_x"], data["tune_y"]))
         return {"tuned": suite.tuned_values(), "record": suite.tuned}
-    if spiking:
+    if adaptive:
         jobs["tune"] = ({"n": preset.n_tune, "adaptive": preset.adaptive}, tune)
+    def suites(tuned: dict) -> list[Any]:
+        return [*first, *([SNNAdaptive(model, EPS, preset=preset.adaptive, tuned=tuned)] if adaptive else [])]
 
-    def robust(tuned: dict) -> dict[str, Any]:
-        attacks: list[Any] = list(first)
-        if spiking:
-            attacks.append(SNNAdaptive(model, EPS, preset=preset.adaptive, tuned=tuned))
+    def members(tuned: dict) -> dict[str, Any]:
+        """The protocol's member attacks by their evaluation names."""
+        from spikeshield.evaluation.robustness import _build_attacks
+
+        attacks = members_of(model, EPS, suites(tuned)) if preset.budget else suites(tuned)
+        return _build_attacks(model, attacks, EPS, eot=None, grad=None, clamp=True, stochastic=stochastic)[0]
+
+    if preset.budget:
+        def run_plan(tuned: dict) -> dict[str, Any]:
+            named = members(tuned)
+            planned = plan(model, data["tune_x"], data["tune_y"], list(named.values()), EPS)
+            return {k: v for k, v in planned.items() if k != "attacks"}
+        jobs["plan"] = ({"n": preset.n_tune, "attacks": first, "adaptive": preset.adaptive}, run_plan)
+
+    def robust(tuned: dict, order: list[str] | None = None) -> dict[str, Any]:
+        named = members(tuned)
+        attacks = [named[name] for name in order] if order else suites(tuned)
         n = min(preset.n_eval, len(y))
         result = evaluate(model, x[:n], y[:n], attacks=attacks, eps=EPS, cascade=True, progress=False,
                           command=command)
         return result.to_dict(per_sample=True)
-    jobs["robust"] = ({"n": preset.n_eval, "attacks": first, "adaptive": preset.adaptive if spiking else None},
+    jobs["robust"] = ({"n": preset.n_eval, "attacks": first, "adaptive": preset.adaptive if adaptive else None},
                       robust)
 
     def sweep(_: dict) -> dict[str, Any]:
@@ -119,7 +137,8 @@ def cells(model: nn.Module, preset: Preset, data: dict[str, torch.Tensor], *, so
     def run_audit(_: dict) -> dict[str, Any]:
         n = min(preset.n_audit, len(y))
         return audit(model, x[:n], y[:n], EPS, progress=False, command=command).to_dict()
-    jobs["audit"] = ({"n": preset.n_audit}, run_audit)
+    if preset.n_audit:
+        jobs["audit"] = ({"n": preset.n_audit}, run_audit)
 
     try:
         smoothing_of(model)
@@ -141,10 +160,13 @@ def run_protocol(model: nn.Module, cache: CellCache, preset: Preset, data: dict[
     out: dict[str, dict[str, Any]] = {}
     for name, (settings, job) in cells(model, preset, data, source=source, command=command).items():
         tuned = out.get("tune", {}).get("tuned", {})
-        if name == "robust":
-            settings = {**settings, "tuned": tuned}
+        order = out["plan"]["order"] if "plan" in out else None
+        if name in ("robust", "plan"):
+            settings = {**settings, "tuned": tuned, **({"order": order} if order else {})}
         was_cached = cache.cached(name, settings) is not None
-        out[name] = cache.get(name, settings, lambda job=job, tuned=tuned: job(tuned))
+        run = (lambda job=job, tuned=tuned, order=order: job(tuned, order)) if name == "robust" else \
+            (lambda job=job, tuned=tuned: job(tuned))
+        out[name] = cache.get(name, settings, run)
         if on_cell is not None:
             on_cell(name, was_cached)
     return out
