@@ -46,75 +46,37 @@ def supported(current: torch.Tensor) -> bool:
 
 @functools.cache
 def _kernels(interpret: bool):
-    """The jitted kernels, built on first use (so ``TRITON_INTERPRET`` is read then; one set per mode). They use
-    Triton's builtins only: the ``triton.language`` functions written in Triton (``zeros``, ``zeros_like``, ...) are
-    compiled or interpreted as Triton was first imported (SpikingJelly imports it), which breaks the interpreter."""
+    """The jitted ``(forward, backward)`` kernels of LIF (``ADAPTIVE=False``) and TA-LIF (``ADAPTIVE=True``: the
+    threshold adapts by ``theta_v (u - NDS)``, and the backward also returns ``theta_v``'s gradient), built on
+    first use (so ``TRITON_INTERPRET`` is read then; one set per mode). They use Triton's builtins only: the
+    ``triton.language`` functions written in Triton (``zeros``, ``zeros_like``, ...) are compiled or interpreted
+    as Triton was first imported (SpikingJelly imports it), which breaks the interpreter."""
     import triton
     import triton.language as tl
 
     @triton.jit
-    def forward_kernel(current, membrane, out, n, steps, decay, scale, theta, syn_decay, syn_scale,
-                       HAS_SYNAPSE: tl.constexpr, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < n
-        u = tl.full([BLOCK], 0.0, current.dtype.element_ty)
-        keep = tl.full([BLOCK], 0.0, current.dtype.element_ty)  # 1 - s[t-1]
-        a = tl.full([BLOCK], 0.0, current.dtype.element_ty)
-        for t in range(steps):
-            u = scale * tl.load(current + t * n + offs, mask=mask, other=0.0) + decay * (u * keep)
-            s = tl.where(u > theta, 1.0, 0.0).to(u.dtype)
-            keep = 1.0 - s
-            tl.store(membrane + t * n + offs, u, mask=mask)
-            if HAS_SYNAPSE:
-                a = s + syn_decay * a
-                tl.store(out + t * n + offs, a * syn_scale, mask=mask)
-            else:
-                tl.store(out + t * n + offs, s, mask=mask)
-
-    @triton.jit
-    def backward_kernel(grad_out, membrane, slope, grad, n, steps, decay, scale, theta, syn_decay, syn_scale,
-                        HAS_SYNAPSE: tl.constexpr, DETACH_RESET: tl.constexpr, LEAKY: tl.constexpr,
-                        BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < n
-        g_next = tl.full([BLOCK], 0.0, membrane.dtype.element_ty)  # dL/du[t+1]; zero after the last step
-        filtered = tl.full([BLOCK], 0.0, membrane.dtype.element_ty)
-        for k in range(steps):
-            t = steps - 1 - k
-            g_s = tl.load(grad_out + t * n + offs, mask=mask, other=0.0)
-            if HAS_SYNAPSE:
-                filtered = g_s + syn_decay * filtered
-                g_s = filtered * syn_scale
-            u = tl.load(membrane + t * n + offs, mask=mask, other=0.0)
-            d = tl.load(slope + t * n + offs, mask=mask, other=0.0)
-            if LEAKY:
-                carried = g_next * decay
-                if not DETACH_RESET:
-                    g_s = g_s - carried * u
-                g_u = g_s * d + tl.where(u > theta, 0.0, carried)
-            else:
-                g_u = g_s * d
-            g_next = g_u
-            tl.store(grad + t * n + offs, g_u * scale, mask=mask)
-
-    @triton.jit
-    def talif_forward_kernel(current, theta_v, nds, membrane, threshold, out, n, width, steps, decay, scale, theta0,
-                             syn_decay, syn_scale, HAS_SYNAPSE: tl.constexpr, BLOCK: tl.constexpr):
+    def forward_kernel(current, theta_v, nds, membrane, threshold, out, n, width, steps, decay, scale, theta0,
+                       syn_decay, syn_scale, ADAPTIVE: tl.constexpr, HAS_SYNAPSE: tl.constexpr,
+                       BLOCK: tl.constexpr):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # over B * width neurons
         mask = offs < n
-        k = offs % width  # the neuron within a sample: its theta_v and NDS
-        v = tl.load(theta_v + k, mask=mask, other=0.0)
         u = tl.full([BLOCK], 0.0, current.dtype.element_ty)
         th = u + theta0
-        keep = tl.full([BLOCK], 0.0, current.dtype.element_ty)
+        keep = tl.full([BLOCK], 0.0, current.dtype.element_ty)  # 1 - s[t-1]
         a = tl.full([BLOCK], 0.0, current.dtype.element_ty)
+        if ADAPTIVE:  # TA-LIF: the neuron within a sample, its theta_v and NDS
+            k = offs % width
+            v = tl.load(theta_v + k, mask=mask, other=0.0)
         for t in range(steps):
             u = scale * tl.load(current + t * n + offs, mask=mask, other=0.0) + decay * (u * keep)
-            th = th + v * (u - tl.load(nds + t * width + k, mask=mask, other=0.0))
-            s = tl.where(u - th > 0.0, 1.0, 0.0).to(u.dtype)
+            if ADAPTIVE:
+                th = th + v * (u - tl.load(nds + t * width + k, mask=mask, other=0.0))
+                tl.store(threshold + t * n + offs, th, mask=mask)
+                s = tl.where(u - th > 0.0, 1.0, 0.0).to(u.dtype)
+            else:
+                s = tl.where(u > th, 1.0, 0.0).to(u.dtype)
             keep = 1.0 - s
             tl.store(membrane + t * n + offs, u, mask=mask)
-            tl.store(threshold + t * n + offs, th, mask=mask)
             if HAS_SYNAPSE:
                 a = s + syn_decay * a
                 tl.store(out + t * n + offs, a * syn_scale, mask=mask)
@@ -122,17 +84,18 @@ def _kernels(interpret: bool):
                 tl.store(out + t * n + offs, s, mask=mask)
 
     @triton.jit
-    def talif_backward_kernel(grad_out, membrane, threshold, slope, theta_v, nds, grad, grad_v, n, width, steps,
-                              decay, scale, syn_decay, syn_scale, HAS_SYNAPSE: tl.constexpr,
-                              DETACH_RESET: tl.constexpr, BLOCK: tl.constexpr):
+    def backward_kernel(grad_out, membrane, threshold, slope, theta_v, nds, grad, grad_v, n, width, steps, decay,
+                        scale, theta0, syn_decay, syn_scale, ADAPTIVE: tl.constexpr, HAS_SYNAPSE: tl.constexpr,
+                        DETACH_RESET: tl.constexpr, LEAKY: tl.constexpr, BLOCK: tl.constexpr):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n
-        k = offs % width
-        v = tl.load(theta_v + k, mask=mask, other=0.0)
-        g_u = tl.full([BLOCK], 0.0, membrane.dtype.element_ty)  # dL/du[t+1]
-        g_th = tl.full([BLOCK], 0.0, membrane.dtype.element_ty)  # dL/dtheta[t+1]
+        g_u = tl.full([BLOCK], 0.0, membrane.dtype.element_ty)  # dL/du[t+1]; zero after the last step
+        g_th = tl.full([BLOCK], 0.0, membrane.dtype.element_ty)  # dL/dtheta[t+1] (TA-LIF)
         g_v = tl.full([BLOCK], 0.0, membrane.dtype.element_ty)
         filtered = tl.full([BLOCK], 0.0, membrane.dtype.element_ty)
+        if ADAPTIVE:
+            k = offs % width
+            v = tl.load(theta_v + k, mask=mask, other=0.0)
         for r in range(steps):
             t = steps - 1 - r
             g_s = tl.load(grad_out + t * n + offs, mask=mask, other=0.0)
@@ -140,18 +103,25 @@ def _kernels(interpret: bool):
                 filtered = g_s + syn_decay * filtered
                 g_s = filtered * syn_scale
             u = tl.load(membrane + t * n + offs, mask=mask, other=0.0)
-            carried = g_u * decay  # u[t+1] = decay u[t] (1 - s[t]) + c I[t+1]
+            if LEAKY:
+                carried = g_u * decay  # u[t+1] = decay u[t] (1 - s[t]) + c I[t+1]
+            else:
+                carried = tl.full([BLOCK], 0.0, membrane.dtype.element_ty)
             if not DETACH_RESET:
                 g_s = g_s - carried * u
             g_z = g_s * tl.load(slope + t * n + offs, mask=mask, other=0.0)  # s[t] = H(u[t] - theta[t])
-            g_th = g_th - g_z  # theta[t+1] = theta[t] + ...
-            fired = u - tl.load(threshold + t * n + offs, mask=mask, other=0.0) > 0.0
-            g_u = g_z + v * g_th + tl.where(fired, 0.0, carried)
-            g_v += g_th * (u - tl.load(nds + t * width + k, mask=mask, other=0.0))
+            if ADAPTIVE:
+                g_th = g_th - g_z  # theta[t+1] = theta[t] + ...
+                fired = u - tl.load(threshold + t * n + offs, mask=mask, other=0.0) > 0.0
+                g_u = g_z + v * g_th + tl.where(fired, 0.0, carried)
+                g_v += g_th * (u - tl.load(nds + t * width + k, mask=mask, other=0.0))
+            else:
+                g_u = g_z + tl.where(u > theta0, 0.0, carried)
             tl.store(grad + t * n + offs, g_u * scale, mask=mask)
-        tl.store(grad_v + offs, g_v, mask=mask)
+        if ADAPTIVE:
+            tl.store(grad_v + offs, g_v, mask=mask)
 
-    return forward_kernel, backward_kernel, talif_forward_kernel, talif_backward_kernel
+    return forward_kernel, backward_kernel
 
 
 def _grid(n: int) -> tuple[int]:
@@ -165,8 +135,10 @@ def forward(current: torch.Tensor, decay: float, scale: float, theta: float, tau
     steps, n = current.shape[0], current[0].numel()
     syn_decay, syn_scale = synapse_factors(tau_s)
     forward_kernel = _kernels(interpreted())[0]
-    forward_kernel[_grid(n)](current, membrane, out, n, steps, float(decay), float(scale), float(theta),
-                             float(syn_decay), float(syn_scale), HAS_SYNAPSE=bool(tau_s), BLOCK=BLOCK)
+    unused = membrane  # the threshold arguments a LIF never reads (ADAPTIVE=False)
+    forward_kernel[_grid(n)](current, unused, unused, membrane, unused, out, n, n, steps, float(decay), float(scale),
+                             float(theta), float(syn_decay), float(syn_scale), ADAPTIVE=False,
+                             HAS_SYNAPSE=bool(tau_s), BLOCK=BLOCK)
     return out, membrane
 
 
@@ -179,9 +151,11 @@ def backward(grad_out, membrane, decay, scale, theta, detach_reset, tau_s, surro
     steps, n = membrane.shape[0], membrane[0].numel()
     syn_decay, syn_scale = synapse_factors(tau_s)
     backward_kernel = _kernels(interpreted())[1]
-    backward_kernel[_grid(n)](grad_out, membrane, slope, grad, n, steps, float(decay), float(scale), float(theta),
-                              float(syn_decay), float(syn_scale), HAS_SYNAPSE=bool(tau_s),
-                              DETACH_RESET=bool(detach_reset), LEAKY=decay != 0, BLOCK=BLOCK)
+    unused = membrane  # the threshold arguments a LIF never reads or writes (ADAPTIVE=False)
+    backward_kernel[_grid(n)](grad_out, membrane, unused, slope, unused, unused, grad, unused, n, n, steps,
+                              float(decay), float(scale), float(theta), float(syn_decay), float(syn_scale),
+                              ADAPTIVE=False, HAS_SYNAPSE=bool(tau_s), DETACH_RESET=bool(detach_reset),
+                              LEAKY=decay != 0, BLOCK=BLOCK)
     return grad
 
 
@@ -193,9 +167,10 @@ def talif_forward(current, decay, scale, theta0, theta_v, nds, tau_s):
     steps, n, width = current.shape[0], current[0].numel(), theta_v.numel()
     theta_v, nds = (x.detach().to(current.dtype).contiguous() for x in (theta_v, nds))
     syn_decay, syn_scale = synapse_factors(tau_s)
-    kernel = _kernels(interpreted())[2]
+    kernel = _kernels(interpreted())[0]
     kernel[_grid(n)](current, theta_v, nds, membrane, threshold, out, n, width, steps, float(decay), float(scale),
-                     float(theta0), float(syn_decay), float(syn_scale), HAS_SYNAPSE=bool(tau_s), BLOCK=BLOCK)
+                     float(theta0), float(syn_decay), float(syn_scale), ADAPTIVE=True, HAS_SYNAPSE=bool(tau_s),
+                     BLOCK=BLOCK)
     return out, membrane, threshold
 
 
@@ -209,8 +184,8 @@ def talif_backward(grad_out, membrane, threshold, theta_v, nds, decay, scale, de
     grad_v = torch.empty(n, dtype=membrane.dtype, device=membrane.device)  # per sample and neuron, summed below
     v, signature = (x.detach().to(membrane.dtype).contiguous() for x in (theta_v, nds))
     syn_decay, syn_scale = synapse_factors(tau_s)
-    kernel = _kernels(interpreted())[3]
+    kernel = _kernels(interpreted())[1]
     kernel[_grid(n)](grad_out, membrane, threshold, slope, v, signature, grad, grad_v, n, width, steps, float(decay),
-                     float(scale), float(syn_decay), float(syn_scale), HAS_SYNAPSE=bool(tau_s),
-                     DETACH_RESET=bool(detach_reset), BLOCK=BLOCK)
+                     float(scale), 0.0, float(syn_decay), float(syn_scale), ADAPTIVE=True, HAS_SYNAPSE=bool(tau_s),
+                     DETACH_RESET=bool(detach_reset), LEAKY=True, BLOCK=BLOCK)
     return grad, grad_v.reshape(-1, width).sum(0).reshape(theta_v.shape).to(theta_v.dtype)
