@@ -324,7 +324,8 @@ def _benchmark(args: argparse.Namespace) -> None:
     paths = run_benchmark(args.dataset, args.preset, args.models, out=args.out, work=args.work,
                           add_checkpoints=args.add_checkpoint or (), add_models=args.add_model or (),
                           add_nirs=args.add_nir or (), model_options=options, data_dir=args.data_dir,
-                          device=args.device, progress=not args.no_progress, command=command)
+                          device=args.device, progress=not args.no_progress, command=command,
+                          budget=False if args.full_protocol else None)
     print(paths["md"].read_text(encoding="utf-8"))
     print(f"wrote {paths['json']}, {paths['md']} and {paths['html']}")
 
@@ -481,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", choices=["quick", "full"],
                    help="quick: small training runs and 64 images per piece; full: the configs as they are")
     p.add_argument("--models", default=None, help="comma list of shipped entries (default: all)")
+    p.add_argument("--full-protocol", action="store_true",
+                   help="AutoAttack and snn-adaptive in full, where the preset runs the recorded budget plan")
     p.add_argument("--add-checkpoint", action="append", metavar="DIR",
                    help="a checkpoint of yours, evaluated under the same protocol (row marked user-submitted)")
     p.add_argument("--add-model", action="append", metavar="MODULE:FACTORY",

@@ -7,6 +7,7 @@ protocol, and write the leaderboard (issue 22; docs/leaderboard.md).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,6 +82,7 @@ def run_benchmark(
     device: str = "auto",
     progress: bool = True,
     command: str | None = None,
+    budget: bool | None = None,
 ) -> dict[str, Path]:
     """Train or load the board's models, run the protocol on each (cached cells: a killed run resumes) and write the
     leaderboard under ``out``; returns the paths of ``leaderboard.json``, ``.md`` and ``.html`` (and, where Chromium
@@ -100,6 +102,8 @@ def run_benchmark(
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: a progress bar over the cells, naming the model and cell in progress and how many are left.
         command: the command line, recorded in every row.
+        budget: run the recorded budget plan (:data:`spikeshield.benchmark.budget.PLAN`) on the SNNs (True) or
+            AutoAttack and ``snn-adaptive`` in full (False); None: as the preset says.
     """
     from spikeshield.data import load_dataset
     from spikeshield.distributed import device_name
@@ -107,6 +111,8 @@ def run_benchmark(
     preset = PRESETS[preset] if isinstance(preset, str) else preset
     if not isinstance(preset, Preset):
         raise ValueError(f"preset must be one of {', '.join(PRESETS)} or a Preset")
+    if budget is not None:
+        preset = dataclasses.replace(preset, budget=budget)
     device = device_name(device)
     out, work = Path(out), Path(work) / preset.name
     command = command or f"spikeshield benchmark --dataset {dataset} --preset {preset.name}"

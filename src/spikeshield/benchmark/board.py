@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spikeshield.benchmark.browser import LOADED_MARK
+from spikeshield.benchmark.budget import suite_name
 from spikeshield.benchmark.entries import Entry
 from spikeshield.benchmark.protocol import EPS, PROTOCOL
 from spikeshield.evaluation.result import THREAT_MODELS
@@ -56,7 +57,8 @@ def row(entry: Entry, cells: dict[str, dict[str, Any]], dataset: str, preset: st
         "certified": ({"norm": certified["norm"], "abstain_rate": _pct(certified["abstain_rate"]),
                        "curve": [[r, _pct(a)] for r, a in certified["curve"]]} if certified else None),
         "flags": sorted(set(robust.get("flags", [])) | set(audit.get("flags", []))),
-        "plan": ({k: cells["plan"][k] for k in ("order", "dropped", "decided")} if "plan" in cells else None),
+        "budget": robust.get("budget"),
+        "cost_in_apgd_ce": _cost(robust),
         "stochastic": bool(robust.get("stochastic")),
         "score_draws": robust.get("score_draws"),
         "n_examples": robust["n_examples"],
@@ -70,6 +72,20 @@ def row(entry: Entry, cells: dict[str, dict[str, Any]], dataset: str, preset: st
         "date": robust.get("date"),
     }
     return record
+
+
+def _cost(robust: dict[str, Any]) -> float | None:
+    """The robust cascade's forward passes in own-surrogate APGD-CE runs: APGD-CE's passes per image it attacked
+    (fixed steps, no early stop) times the clean-correct images is the reference; None without an APGD-CE member
+    that attacked an image."""
+    passes, per_sample = robust.get("number_forward_passes", {}), robust.get("per_sample", {})
+    names = list(robust["robust_acc"])
+    if "apgd-ce" not in names or not passes.get("apgd-ce") or "clean" not in per_sample:
+        return None
+    at = names.index("apgd-ce")
+    attacked = sum(per_sample[names[at - 1]] if at else per_sample["clean"])
+    reference = passes["apgd-ce"] / attacked * sum(per_sample["clean"]) if attacked else 0
+    return round(passes["total"] / reference, 2) if reference else None
 
 
 def write_board(rows: list[dict[str, Any]], out: str | Path, title: str, command: str) -> dict[str, Path]:
@@ -103,19 +119,25 @@ def _claim(r: dict[str, Any]) -> str:
     return f"{c['metric']} {c['value']:.2f}{where}"
 
 
+def _cost_cell(r: dict[str, Any]) -> str:
+    return "-" if r.get("cost_in_apgd_ce") is None else f"{r['cost_in_apgd_ce']:.1f}x"
+
+
 def markdown(rows: list[dict[str, Any]], title: str, command: str) -> str:
     """The leaderboard as a markdown table, best robust accuracy first."""
     lines = [f"# {title}", "", f"`{command}`", "",
-             "Robust accuracy (%) at L-inf eps = 8/255 under one protocol (clean, then AutoAttack and the "
-             "snn-adaptive ensemble as one cascade; EOT and majority-vote verdicts for random models); transfer is "
-             "PGD20 crafted on the plain baseline; flags are the audit's. User-submitted rows are marked *.", "",
-             "| # | model | defence | clean | robust | transfer | claimed (paper) | flags | n |",
-             "|---:|---|---|---:|---:|---:|---|---|---:|"]
+             "Robust accuracy (%) at L-inf eps = 8/255 under one protocol (clean, then one cascade: AutoAttack and "
+             "the snn-adaptive ensemble, or with a budget preset the recorded budget plan's members; EOT and "
+             "majority-vote verdicts for random models); cost is the cascade's forward passes in own-surrogate "
+             "APGD-CE runs; transfer is PGD20 crafted on the plain baseline; flags are the audit's. User-submitted "
+             "rows are marked *.", "",
+             "| # | model | defence | clean | robust | transfer | claimed (paper) | flags | cost | n |",
+             "|---:|---|---|---:|---:|---:|---|---|---:|---:|"]
     for rank, r in enumerate(rows, 1):
         mark = " *" if r["user_submitted"] else ""
         lines.append(f"| {rank} | [{r['model']}](models/{r['model']}.json){mark} | {r['defence']} | "
                      f"{_cell(r['clean_acc'])} | {_cell(r['robust_acc'])} | {_cell(r['transfer_acc'])} | "
-                     f"{_claim(r)} | {', '.join(r['flags']) or '-'} | {r['n_examples']} |")
+                     f"{_claim(r)} | {', '.join(r['flags']) or '-'} | {_cost_cell(r)} | {r['n_examples']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -153,12 +175,15 @@ def plots(rows: list[dict[str, Any]]) -> dict[str, bytes]:
     figures["accuracy_vs_eps"] = png(fig)
 
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * max(len(rows), 1)))
+    colours: dict[str, Any] = {}  # one colour per attack on every row (a tuned gradient's value aside)
     for i, r in enumerate(rows):
         left = 0.0
         for name, count in r["broken_by"].items():
             share = 100 * count / max(r["n_examples"], 1)
             if share:
-                ax.barh(i, share, left=left, label=name)
+                attack = suite_name(name)
+                colour = colours.setdefault(attack, plt.get_cmap("tab20")(len(colours) % 20))
+                ax.barh(i, share, left=left, color=colour, label=attack)
                 left += share
         ax.barh(i, r["robust_acc"], left=left, color="lightgrey")
     handles, labels = ax.get_legend_handles_labels()
@@ -192,7 +217,7 @@ def page(rows: list[dict[str, Any]], title: str, command: str, figures: dict[str
                     f'</td><td>{esc(r["defence"])}</td><td class="num">{_cell(r["clean_acc"])}</td>'
                     f'<td class="num robust">{_cell(r["robust_acc"])}</td><td class="num">'
                     f'{_cell(r["transfer_acc"])}</td><td>{esc(_claim(r))}</td><td>{flags}</td>'
-                    f'<td class="num">{r["n_examples"]}</td></tr>')
+                    f'<td class="num">{_cost_cell(r)}</td><td class="num">{r["n_examples"]}</td></tr>')
     images = "".join(f'<figure><img alt="{esc(name)}" src="data:image/png;base64,'
                      f'{base64.b64encode(data).decode()}"><figcaption>{esc(name.replace("_", " "))}</figcaption>'
                      f'</figure>' for name, data in figures.items())
@@ -209,13 +234,14 @@ img {{ max-width: 640px; }} code {{ background: #f6f6f6; }}
 <body>
 <h1>{esc(title)}</h1>
 <p>Reproduce: <code>{esc(command)}</code>. Protocol <code>{PROTOCOL}</code>: robust accuracy (%) at L-inf
-eps = 8/255, clean then AutoAttack (rand for random models) and the snn-adaptive ensemble as one cascade, EOT and
-majority-vote verdicts for random models; transfer is PGD20 crafted on the plain baseline; flags come from the
-gradient-obfuscation audit. A claim on another dataset is shown in brackets, not compared.
+eps = 8/255, clean then one cascade - AutoAttack (rand for random models) and the snn-adaptive ensemble, or with a
+budget preset the recorded budget plan's members - with EOT and majority-vote verdicts for random models; cost is the
+cascade's forward passes in own-surrogate APGD-CE runs; transfer is PGD20 crafted on the plain baseline; flags come
+from the gradient-obfuscation audit. A claim on another dataset is shown in brackets, not compared.
 User-submitted rows are marked <span class="user">*</span>.</p>
 <table id="leaderboard">
 <thead><tr><th>#</th><th>model</th><th>defence</th><th>clean</th><th>robust</th><th>transfer</th>
-<th>claimed (paper)</th><th>flags</th><th>n</th></tr></thead>
+<th>claimed (paper)</th><th>flags</th><th>cost</th><th>n</th></tr></thead>
 <tbody>
 {chr(10).join(body)}
 </tbody></table>

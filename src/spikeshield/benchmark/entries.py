@@ -71,8 +71,9 @@ class Preset:
     where the entry selects an epoch), images per piece, the ``snn-adaptive`` preset (``quick`` or ``standard``;
     ``""``: none, for tests of the machinery),
     the eps of the sweep, and ``attacks``: the protocol's attacks before ``snn-adaptive`` (None: AutoAttack,
-    standard or rand; a smaller list only where the run says so, e.g. the test suite's), and ``budget``: run the
-    members a plan on held-out images kept, in its order (:mod:`spikeshield.benchmark.budget`)."""
+    standard or rand; a smaller list only where the run says so, e.g. the test suite's), and ``budget``: on an SNN,
+    run the members of the recorded budget plan instead, in its order (:data:`spikeshield.benchmark.budget.PLAN`,
+    checked on the quick preset's models: the quick preset runs it, the full preset runs the full protocol)."""
 
     name: str
     train: dict[str, Any]
@@ -86,14 +87,14 @@ class Preset:
     eps_list: tuple[float, ...]
     certify_draws: tuple[int, int]
     attacks: tuple[str, ...] | None = None
-    budget: bool = False  # plan the members on held-out images (spikeshield.benchmark.budget) before the cascade
+    budget: bool = False  # run the recorded budget plan's members on SNNs (spikeshield.benchmark.budget.PLAN)
 
 
 PRESETS: dict[str, Preset] = {
     "quick": Preset("quick", {"data.train_subset": 4000, "data.eval_subset": 2000, "optim.epochs": 1,
                               "select.holdout": 200}, n_eval=64,
                     n_sweep=32, n_transfer=64, n_audit=16, n_certify=16, n_tune=64, adaptive="quick",
-                    eps_list=(2 / 255, 4 / 255, 8 / 255, 16 / 255), certify_draws=(32, 256)),
+                    eps_list=(2 / 255, 4 / 255, 8 / 255, 16 / 255), certify_draws=(32, 256), budget=True),
     "full": Preset("full", {}, n_eval=1000, n_sweep=256, n_transfer=500, n_audit=64, n_certify=200, n_tune=256,
                    adaptive="standard", eps_list=(1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255),
                    certify_draws=(100, 10000)),

@@ -1,14 +1,13 @@
 """One protocol for every model on the board, cut into cached cells (issue 22).
 
-Per model: ``tune`` (HART's and ASSG's parameters, chosen once on held-out training images and passed on), with a
-budget-aware preset ``plan`` (:mod:`spikeshield.benchmark.budget`: the members ordered by new breaks per second on
-those held-out images, the ones that broke nothing new dropped, with the record), ``robust`` (clean, then AutoAttack
-- ``rand`` for a stochastic model - and the ``snn-adaptive`` members as one cascade, or the plan's members in its
-order, with EOT and the decision rule where the model is random), ``sweep`` (APGD-CE over eps), ``transfer`` (PGD20
-crafted on the model's plain baseline, or on the clean LIF for a baseline), ``audit`` (the obfuscation checklist)
-and, for a model whose coding is a smoothing noise, ``certify``. Each cell's JSON is written atomically under
-``OUT/cells/MODEL/CELL.json`` with a fingerprint of the weights and settings; a later run reuses a cell whose
-fingerprint matches, so a killed run resumes at the first missing cell.
+Per model: ``tune`` (HART's and ASSG's parameters, chosen once on held-out training images and passed on),
+``robust`` (clean, then AutoAttack - ``rand`` for a stochastic model - and the ``snn-adaptive`` members as one
+cascade; with a budget preset, on an SNN, the recorded plan's members instead, in its order:
+:data:`spikeshield.benchmark.budget.PLAN`; with EOT and the decision rule where the model is random), ``sweep``
+(APGD-CE over eps), ``transfer`` (PGD20 crafted on the model's plain baseline, or on the clean LIF for a baseline),
+``audit`` (the obfuscation checklist) and, for a model whose coding is a smoothing noise, ``certify``.
+Each cell's JSON is written atomically under ``OUT/cells/MODEL/CELL.json`` with a fingerprint of the weights and
+settings; a later run reuses a cell whose fingerprint matches, so a killed run resumes at the first missing cell.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spikeshield.benchmark.budget import members_of, plan
+from spikeshield.benchmark.budget import PLAN
 from spikeshield.benchmark.entries import Preset
 from spikeshield.evaluation.resume import run_fingerprint, weights_hash
 from spikeshield.fileio import atomic_write_text
@@ -31,6 +30,8 @@ from spikeshield.fileio import atomic_write_text
 EPS = 8 / 255
 #: version of the protocol: cells computed under another are recomputed
 PROTOCOL = "spikeshield.leaderboard-protocol/1"
+#: where the budget plan's check is recorded
+BUDGET_RECORD = "benchmarks/results/leaderboard/budget.json"
 
 
 class CellCache:
@@ -84,41 +85,32 @@ def cells(model: nn.Module, preset: Preset, data: dict[str, torch.Tensor], *, so
 
     x, y = data["x"], data["y"]
     stochastic = bool(getattr(model, "is_stochastic", False))
-    adaptive = has_spiking_neurons(model) and bool(preset.adaptive)  # snn-adaptive runs on SNNs
+    spiking = has_spiking_neurons(model)
+    adaptive = spiking and bool(preset.adaptive)  # snn-adaptive runs on SNNs
+    # the recorded plan is for SNNs whose every plan member applies (the ANN twin needs a create_model model); other
+    # models get the full protocol
+    budget = preset.budget and spiking and not SNNAdaptive(model, EPS, members=list(PLAN)).skipped
     first = list(preset.attacks) if preset.attacks else ["autoattack-rand" if stochastic else "autoattack-standard"]
     jobs: dict[str, tuple[dict[str, Any], Callable[..., dict[str, Any]]]] = {}
+    members = list(PLAN) if budget else None
 
     def tune(_: dict) -> dict[str, Any]:
-        suite = SNNAdaptive(model, EPS, preset=preset.adaptive, tune_on=(data["tune_x"], data["tune_y"]))
+        suite = SNNAdaptive(model, EPS, preset=preset.adaptive, members=members,
+                            tune_on=(data["tune_x"], data["tune_y"]))
         return {"tuned": suite.tuned_values(), "record": suite.tuned}
-    if adaptive:
-        jobs["tune"] = ({"n": preset.n_tune, "adaptive": preset.adaptive}, tune)
-    def suites(tuned: dict) -> list[Any]:
-        return [*first, *([SNNAdaptive(model, EPS, preset=preset.adaptive, tuned=tuned)] if adaptive else [])]
+    if adaptive or budget:
+        jobs["tune"] = ({"n": preset.n_tune, "adaptive": preset.adaptive, "members": members}, tune)
 
-    def members(tuned: dict) -> dict[str, Any]:
-        """The protocol's member attacks by their evaluation names."""
-        from spikeshield.evaluation.robustness import _build_attacks
-
-        attacks = members_of(model, EPS, suites(tuned)) if preset.budget else suites(tuned)
-        return _build_attacks(model, attacks, EPS, eot=None, grad=None, clamp=True, stochastic=stochastic)[0]
-
-    if preset.budget:
-        def run_plan(tuned: dict) -> dict[str, Any]:
-            named = members(tuned)
-            planned = plan(model, data["tune_x"], data["tune_y"], list(named.values()), EPS)
-            return {k: v for k, v in planned.items() if k != "attacks"}
-        jobs["plan"] = ({"n": preset.n_tune, "attacks": first, "adaptive": preset.adaptive}, run_plan)
-
-    def robust(tuned: dict, order: list[str] | None = None) -> dict[str, Any]:
-        named = members(tuned)
-        attacks = [named[name] for name in order] if order else suites(tuned)
+    def robust(tuned: dict) -> dict[str, Any]:
+        attacks = [SNNAdaptive(model, EPS, members=members, tuned=tuned)] if budget else \
+            [*first, *([SNNAdaptive(model, EPS, preset=preset.adaptive, tuned=tuned)] if adaptive else [])]
         n = min(preset.n_eval, len(y))
         result = evaluate(model, x[:n], y[:n], attacks=attacks, eps=EPS, cascade=True, progress=False,
                           command=command)
-        return result.to_dict(per_sample=True)
-    jobs["robust"] = ({"n": preset.n_eval, "attacks": first, "adaptive": preset.adaptive if adaptive else None},
-                      robust)
+        return {**result.to_dict(per_sample=True), "budget": {"plan": members, "record": BUDGET_RECORD} if budget
+                else None}
+    jobs["robust"] = ({"n": preset.n_eval, **({"budget": members} if budget else {
+        "attacks": first, "adaptive": preset.adaptive if adaptive else None})}, robust)
 
     def sweep(_: dict) -> dict[str, Any]:
         n = min(preset.n_sweep, len(y))
@@ -160,13 +152,10 @@ def run_protocol(model: nn.Module, cache: CellCache, preset: Preset, data: dict[
     out: dict[str, dict[str, Any]] = {}
     for name, (settings, job) in cells(model, preset, data, source=source, command=command).items():
         tuned = out.get("tune", {}).get("tuned", {})
-        order = out["plan"]["order"] if "plan" in out else None
-        if name in ("robust", "plan"):
-            settings = {**settings, "tuned": tuned, **({"order": order} if order else {})}
+        if name == "robust":
+            settings = {**settings, "tuned": tuned}
         was_cached = cache.cached(name, settings) is not None
-        run = (lambda job=job, tuned=tuned, order=order: job(tuned, order)) if name == "robust" else \
-            (lambda job=job, tuned=tuned: job(tuned))
-        out[name] = cache.get(name, settings, run)
+        out[name] = cache.get(name, settings, lambda job=job, tuned=tuned: job(tuned))
         if on_cell is not None:
             on_cell(name, was_cached)
     return out
