@@ -43,9 +43,14 @@ def autograd_step_loop():
             neuron.run = run
 
 
+AMP = {"enabled": False}  # set by --amp bf16: every timed training step runs as ``optim.amp: bf16`` training does
+
+
 def train_step(model, opt, x, y):
     opt.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=AMP["enabled"]):
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
     opt.step()
 
 
@@ -133,12 +138,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--steps", type=int, default=4, help="training steps per timed round")
     parser.add_argument("--neuron", default="lif", choices=("lif", "talif"), help="the SNN's neurons")
+    parser.add_argument("--amp", default="none", choices=("none", "bf16"),
+                        help="bf16: both models train under torch.autocast in bfloat16 (as optim.amp: bf16)")
     parser.add_argument("--out", default=None,
-                        help="JSON path (default benchmarks/results/throughput[_cuda][_bB][_talif].json)")
+                        help="JSON path (default benchmarks/results/throughput[_cuda][_bB][_talif][_bf16].json)")
     args = parser.parse_args()
     device = torch.device(args.device)
     suffix = ("_cuda" if device.type == "cuda" else "") + (f"_b{args.batch}" if args.batch != 64 else "") + (
-        "_talif" if args.neuron != "lif" else "")
+        "_talif" if args.neuron != "lif" else "") + ("_bf16" if args.amp == "bf16" else "")
+    AMP["enabled"] = args.amp == "bf16"
     args.out = args.out or f"benchmarks/results/throughput{suffix}.json"
     torch.manual_seed(0)
     B, T = args.batch, args.T
@@ -163,7 +171,7 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "model": "lenet", "neuron": args.neuron, "T": T, "batch": B, "rounds": args.rounds,
+        "model": "lenet", "neuron": args.neuron, "T": T, "batch": B, "amp": args.amp, "rounds": args.rounds,
         "steps_per_round": args.steps,
         "images_per_s": {
             "snn": B / med["snn"],
@@ -180,9 +188,10 @@ def main() -> None:
             "ann_folded": peak_memory_mb(ann, opts[id(ann)], x_fold, y_fold, device),
         },
         "memory_measure": "CUDA allocator peak" if device.type == "cuda" else "bytes saved by autograd for backward",
-        "command": f"python benchmarks/throughput.py --device {device.type} --batch {B} --neuron {args.neuron}",
+        "command": f"python benchmarks/throughput.py --device {device.type} --batch {B} --neuron {args.neuron} "
+                   f"--amp {args.amp} --rounds {args.rounds}",
     }
-    print(f"lenet {args.neuron} T={T} B={B} on {result['device']} ({result['torch_threads']} threads)")
+    print(f"lenet {args.neuron} T={T} B={B} amp={args.amp} on {result['device']} ({result['torch_threads']} threads)")
     print(f"  SNN (fused LIF kernel)   {result['images_per_s']['snn']:8.1f} img/s  "
           f"ratio vs ANN {result['ratio_snn_vs_ann']:.3f}  peak {result['peak_memory_mb']['snn']:.0f} MB")
     print(f"  SNN (autograd step loop) {result['images_per_s']['snn_autograd_loop']:8.1f} img/s  "

@@ -82,7 +82,7 @@ def drawn_decays(seed: int) -> list[torch.Tensor]:
 
 def value_and_grad(net: nn.Module, x: torch.Tensor, mode: str | None, seed: int):
     """Output and input gradient of ``sum(net(x) * upstream)`` under ``gradient_mode(mode)`` after seeding."""
-    upstream = torch.linspace(-1, 1, 2 * B * T, dtype=torch.float64).view(T, B, 2)
+    upstream = torch.linspace(-1, 1, 2 * B * T, dtype=torch.float64, device=x.device).view(T, B, 2)
     x = x.clone().requires_grad_(True)
     torch.manual_seed(seed)
     with gradient_mode(mode):

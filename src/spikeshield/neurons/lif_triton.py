@@ -50,13 +50,15 @@ def _kernels(interpret: bool):
     threshold adapts by ``theta_v (u - NDS)``, and the backward also returns ``theta_v``'s gradient), built on
     first use (so ``TRITON_INTERPRET`` is read then; one set per mode). They use Triton's builtins only: the
     ``triton.language`` functions written in Triton (``zeros``, ``zeros_like``, ...) are compiled or interpreted
-    as Triton was first imported (SpikingJelly imports it), which breaks the interpreter."""
+    as Triton was first imported (SpikingJelly imports it), which breaks the interpreter. The step count is a
+    compile-time constant (one build per T): Triton 3.6's interpreter cannot loop over a runtime count under
+    numpy >= 2.5."""
     import triton
     import triton.language as tl
 
     @triton.jit
-    def forward_kernel(current, theta_v, nds, membrane, threshold, out, n, width, steps, decay, scale, theta0,
-                       syn_decay, syn_scale, ADAPTIVE: tl.constexpr, HAS_SYNAPSE: tl.constexpr,
+    def forward_kernel(current, theta_v, nds, membrane, threshold, out, n, width, STEPS: tl.constexpr, decay, scale,
+                       theta0, syn_decay, syn_scale, ADAPTIVE: tl.constexpr, HAS_SYNAPSE: tl.constexpr,
                        BLOCK: tl.constexpr):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # over B * width neurons
         mask = offs < n
@@ -67,7 +69,7 @@ def _kernels(interpret: bool):
         if ADAPTIVE:  # TA-LIF: the neuron within a sample, its theta_v and NDS
             k = offs % width
             v = tl.load(theta_v + k, mask=mask, other=0.0)
-        for t in range(steps):
+        for t in range(STEPS):
             u = scale * tl.load(current + t * n + offs, mask=mask, other=0.0) + decay * (u * keep)
             if ADAPTIVE:
                 th = th + v * (u - tl.load(nds + t * width + k, mask=mask, other=0.0))
@@ -84,9 +86,10 @@ def _kernels(interpret: bool):
                 tl.store(out + t * n + offs, s, mask=mask)
 
     @triton.jit
-    def backward_kernel(grad_out, membrane, threshold, slope, theta_v, nds, grad, grad_v, n, width, steps, decay,
-                        scale, theta0, syn_decay, syn_scale, ADAPTIVE: tl.constexpr, HAS_SYNAPSE: tl.constexpr,
-                        DETACH_RESET: tl.constexpr, LEAKY: tl.constexpr, BLOCK: tl.constexpr):
+    def backward_kernel(grad_out, membrane, threshold, slope, theta_v, nds, grad, grad_v, n, width,
+                        STEPS: tl.constexpr, decay, scale, theta0, syn_decay, syn_scale, ADAPTIVE: tl.constexpr,
+                        HAS_SYNAPSE: tl.constexpr, DETACH_RESET: tl.constexpr, LEAKY: tl.constexpr,
+                        BLOCK: tl.constexpr):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n
         g_u = tl.full([BLOCK], 0.0, membrane.dtype.element_ty)  # dL/du[t+1]; zero after the last step
@@ -96,8 +99,8 @@ def _kernels(interpret: bool):
         if ADAPTIVE:
             k = offs % width
             v = tl.load(theta_v + k, mask=mask, other=0.0)
-        for r in range(steps):
-            t = steps - 1 - r
+        for r in range(STEPS):
+            t = STEPS - 1 - r
             g_s = tl.load(grad_out + t * n + offs, mask=mask, other=0.0)
             if HAS_SYNAPSE:
                 filtered = g_s + syn_decay * filtered
