@@ -82,6 +82,13 @@ def _greedy(broken: dict[str, set], seconds: dict[str, float], min_breaks: int) 
     return chosen, True
 
 
+def _dropped(broken: dict[str, set], seconds: dict[str, float], chosen: list[str]) -> dict[str, dict[str, Any]]:
+    """The check behind each member left out of ``chosen``: what it broke, how much of it was new, its seconds."""
+    covered = set().union(*(broken[n] for n in chosen))
+    return {n: {"breaks": len(broken[n]), "new_breaks": len(broken[n] - covered), "seconds": seconds[n]}
+            for n in broken if n not in chosen}
+
+
 def plan(model: nn.Module, x: torch.Tensor, y: torch.Tensor, members: list[Attack], eps: float,
          batch_size: int = 256, min_breaks: int = 5) -> dict[str, Any]:
     """Order ``members`` by new breaks per second on the pilot images ``x`` (every member on every image) and drop
@@ -97,13 +104,10 @@ def plan(model: nn.Module, x: torch.Tensor, y: torch.Tensor, members: list[Attac
     broken = _broken(full)
     seconds = {name: max(full.time_s[name], 1e-9) for name in names}
     chosen, decided = _greedy(broken, seconds, min_breaks)
-    covered = set().union(*(broken[n] for n in chosen))
-    dropped = {name: {"breaks": len(broken[name]), "new_breaks": len(broken[name] - covered),
-                      "seconds": seconds[name], "pilot_n": len(y)} for name in names if name not in chosen}
     return {
         "order": chosen,
         "decided": decided,
-        "dropped": dropped,
+        "dropped": {n: {**check, "pilot_n": len(y)} for n, check in _dropped(broken, seconds, chosen).items()},
         "attacks": {name: by_name[name] for name in chosen},
         "pilot": {"n": len(y), "clean_acc": full.clean_acc, "worst_case_acc": full.worst_case_acc,
                   "seconds": seconds, "breaks": {n: len(broken[n]) for n in names},
@@ -125,12 +129,10 @@ def pool(pilots: dict[str, dict[str, Any]], min_breaks: int = 5) -> dict[str, An
             broken[suite_name(name)] |= {(model, i) for i in images}
             seconds[suite_name(name)] += record["pilot"]["seconds"][name]
     chosen, decided = _greedy(broken, seconds, min_breaks)
-    covered = set().union(*(broken[n] for n in chosen))
     return {"order": chosen, "decided": decided, "models": list(pilots),
             "pilot_n": sum(r["pilot"]["n"] for r in pilots.values()),
             "new_breaks_per_second": _rates(chosen, broken, seconds),
-            "dropped": {n: {"breaks": len(broken[n]), "new_breaks": len(broken[n] - covered), "seconds": seconds[n]}
-                        for n in names if n not in chosen}}
+            "dropped": _dropped(broken, seconds, chosen)}
 
 
 def _rates(order: list[str], broken: dict[str, set], seconds: dict[str, float]) -> dict[str, float]:
