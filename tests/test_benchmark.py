@@ -11,6 +11,7 @@ import yaml
 
 from spikeshield.benchmark import Claim, Entry, Preset, run_benchmark, select
 from spikeshield.benchmark.browser import check_page
+from spikeshield.benchmark.budget import PLAN_RECORD
 from spikeshield.benchmark.protocol import CellCache, run_protocol
 from spikeshield.cli import main
 
@@ -172,8 +173,8 @@ def test_the_code_runs_the_plan_the_recorded_check_made():
 
     if not any(preset.budget for preset in PRESETS.values()):
         return  # no shipped preset runs the plan
-    root = Path("benchmarks/results/leaderboard")
-    first, second = (json.loads((root / f).read_text()) for f in ("budget.json", "budget_round2.json"))
+    second = json.loads(Path(PLAN_RECORD).read_text())  # the record rows name
+    first = json.loads(Path(second["pilots_from"]).read_text())
     assert second["plan"]["order"] == list(PLAN) and second["plan"]["decided"]
     # new images: round 1 verified on test images 64 to 64 + n (the script's default --offset)
     assert second["pilots"] == first["pilots"] and second["offset"] >= first.get("offset", 64) + first["n"]
@@ -203,6 +204,7 @@ def test_a_budget_preset_runs_the_recorded_plan_on_snns_and_the_full_protocol_el
     record = row(Entry("lenet", "-", "LIF"), cells, "fashion_mnist", "test", "test")
     passes = cells["robust"]["number_forward_passes"]
     assert record["cost_in_apgd_ce"] == round(passes["total"] / passes["apgd-ce"], 2) > 1
+    assert record["budget"]["record"] == PLAN_RECORD  # the row names the record that verified the plan
     ann = ann_twin(trained_lenet)  # no spiking neuron: no SNN plan applies, the full protocol runs
     robust_settings = protocol.cells(ann, preset, data, source=None, command="test")["robust"][0]
     assert "budget" not in robust_settings and robust_settings["attacks"] == list(PRESET.attacks)

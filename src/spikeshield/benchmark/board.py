@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spikeshield.benchmark.browser import LOADED_MARK
-from spikeshield.benchmark.budget import suite_name
+from spikeshield.benchmark.budget import PLAN_RECORD, suite_name
 from spikeshield.benchmark.entries import Entry
 from spikeshield.benchmark.protocol import EPS, PROTOCOL
 from spikeshield.evaluation.result import THREAT_MODELS
@@ -57,7 +57,7 @@ def row(entry: Entry, cells: dict[str, dict[str, Any]], dataset: str, preset: st
         "certified": ({"norm": certified["norm"], "abstain_rate": _pct(certified["abstain_rate"]),
                        "curve": [[r, _pct(a)] for r, a in certified["curve"]]} if certified else None),
         "flags": sorted(set(robust.get("flags", [])) | set(audit.get("flags", []))),
-        "budget": robust.get("budget"),
+        "budget": {"plan": robust["budget"]["plan"], "record": PLAN_RECORD} if robust.get("budget") else None,
         "cost_in_apgd_ce": _cost(robust),
         "stochastic": bool(robust.get("stochastic")),
         "score_draws": robust.get("score_draws"),

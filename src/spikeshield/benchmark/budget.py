@@ -31,6 +31,8 @@ from spikeshield.evaluation import evaluate
 #: record's verification missed an image only APGD-T and Square broke; ``plan.order`` of budget_round2.json, which
 #: verifies this order on new images
 PLAN: tuple[str, ...] = ("apgd-ce@ann", "sapgd@assg", "apgd-ce", "apgd-dlr")
+#: the record whose check verified :data:`PLAN` (its ``pilots_from`` names round 1)
+PLAN_RECORD = "benchmarks/results/leaderboard/budget_round2.json"
 
 
 def members_of(model: nn.Module, eps: float, suites: list[Any]) -> list[Attack]:

@@ -30,8 +30,6 @@ from spikeshield.fileio import atomic_write_text
 EPS = 8 / 255
 #: version of the protocol: cells computed under another are recomputed
 PROTOCOL = "spikeshield.leaderboard-protocol/1"
-#: where the budget plan's check is recorded
-BUDGET_RECORD = "benchmarks/results/leaderboard/budget.json"
 
 
 class CellCache:
@@ -107,8 +105,7 @@ def cells(model: nn.Module, preset: Preset, data: dict[str, torch.Tensor], *, so
         n = min(preset.n_eval, len(y))
         result = evaluate(model, x[:n], y[:n], attacks=attacks, eps=EPS, cascade=True, progress=False,
                           command=command)
-        return {**result.to_dict(per_sample=True), "budget": {"plan": members, "record": BUDGET_RECORD} if budget
-                else None}
+        return {**result.to_dict(per_sample=True), "budget": {"plan": members} if budget else None}
     jobs["robust"] = ({"n": preset.n_eval, **({"budget": members} if budget else {
         "attacks": first, "adaptive": preset.adaptive if adaptive else None})}, robust)
 
