@@ -205,6 +205,8 @@ def test_a_budget_preset_runs_the_recorded_plan_on_snns_and_the_full_protocol_el
     passes = cells["robust"]["number_forward_passes"]
     assert record["cost_in_apgd_ce"] == round(passes["total"] / passes["apgd-ce"], 2) > 1
     assert record["budget"]["record"] == PLAN_RECORD  # the row names the record that verified the plan
+    apgd_ce_seconds = cells["robust"]["time_s"]["apgd-ce"]  # the plan's first member attacked every clean-correct image
+    assert record["tune_cost_in_apgd_ce"] == round(cells["tune"]["seconds"] / apgd_ce_seconds, 2)
     ann = ann_twin(trained_lenet)  # no spiking neuron: no SNN plan applies, the full protocol runs
     robust_settings = protocol.cells(ann, preset, data, source=None, command="test")["robust"][0]
     assert "budget" not in robust_settings and robust_settings["attacks"] == list(PRESET.attacks)

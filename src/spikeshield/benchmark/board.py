@@ -59,6 +59,7 @@ def row(entry: Entry, cells: dict[str, dict[str, Any]], dataset: str, preset: st
         "flags": sorted(set(robust.get("flags", [])) | set(audit.get("flags", []))),
         "budget": {"plan": robust["budget"]["plan"], "record": PLAN_RECORD} if robust.get("budget") else None,
         "cost_in_apgd_ce": _cost(robust),
+        "tune_cost_in_apgd_ce": _tune_cost(robust, cells.get("tune")),
         "stochastic": bool(robust.get("stochastic")),
         "score_draws": robust.get("score_draws"),
         "n_examples": robust["n_examples"],
@@ -74,18 +75,33 @@ def row(entry: Entry, cells: dict[str, dict[str, Any]], dataset: str, preset: st
     return record
 
 
-def _cost(robust: dict[str, Any]) -> float | None:
-    """The robust cascade's forward passes in own-surrogate APGD-CE runs: APGD-CE's passes per image it attacked
-    (fixed steps, no early stop) times the clean-correct images is the reference; None without an APGD-CE member
-    that attacked an image."""
+def _apgd_ce_run(robust: dict[str, Any]) -> tuple[float, float] | None:
+    """Forward passes and seconds of one own-surrogate APGD-CE run over the clean-correct images, scaled from the
+    cascade's APGD-CE member (fixed steps, no early stop: its cost per image it attacked); None without an APGD-CE
+    member that attacked an image."""
     passes, per_sample = robust.get("number_forward_passes", {}), robust.get("per_sample", {})
     names = list(robust["robust_acc"])
     if "apgd-ce" not in names or not passes.get("apgd-ce") or "clean" not in per_sample:
         return None
     at = names.index("apgd-ce")
     attacked = sum(per_sample[names[at - 1]] if at else per_sample["clean"])
-    reference = passes["apgd-ce"] / attacked * sum(per_sample["clean"]) if attacked else 0
-    return round(passes["total"] / reference, 2) if reference else None
+    if not attacked:
+        return None
+    scale = sum(per_sample["clean"]) / attacked
+    return passes["apgd-ce"] * scale, robust.get("time_s", {}).get("apgd-ce", 0.0) * scale
+
+
+def _cost(robust: dict[str, Any]) -> float | None:
+    """The robust cascade's forward passes in own-surrogate APGD-CE runs (:func:`_apgd_ce_run`)."""
+    run = _apgd_ce_run(robust)
+    return round(robust["number_forward_passes"]["total"] / run[0], 2) if run else None
+
+
+def _tune_cost(robust: dict[str, Any], tune: dict[str, Any] | None) -> float | None:
+    """The one-off tuning's seconds in own-surrogate APGD-CE run times (the tuning counts no forward passes; both
+    times come from the same machine); None without a tune cell or an APGD-CE reference."""
+    run = _apgd_ce_run(robust)
+    return round(tune["seconds"] / run[1], 2) if run and run[1] and tune and "seconds" in tune else None
 
 
 def write_board(rows: list[dict[str, Any]], out: str | Path, title: str, command: str) -> dict[str, Path]:
@@ -120,7 +136,10 @@ def _claim(r: dict[str, Any]) -> str:
 
 
 def _cost_cell(r: dict[str, Any]) -> str:
-    return "-" if r.get("cost_in_apgd_ce") is None else f"{r['cost_in_apgd_ce']:.1f}x"
+    if r.get("cost_in_apgd_ce") is None:
+        return "-"
+    tune = r.get("tune_cost_in_apgd_ce")
+    return f"{r['cost_in_apgd_ce']:.1f}x" + (f" + {tune:.1f}x tune" if tune is not None else "")
 
 
 def markdown(rows: list[dict[str, Any]], title: str, command: str) -> str:
@@ -129,8 +148,8 @@ def markdown(rows: list[dict[str, Any]], title: str, command: str) -> str:
              "Robust accuracy (%) at L-inf eps = 8/255 under one protocol (clean, then one cascade: AutoAttack and "
              "the snn-adaptive ensemble, or with a budget preset the recorded budget plan's members; EOT and "
              "majority-vote verdicts for random models); cost is the cascade's forward passes in own-surrogate "
-             "APGD-CE runs; transfer is PGD20 crafted on the plain baseline; flags are the audit's. User-submitted "
-             "rows are marked *.", "",
+             "APGD-CE runs, plus the one-off tuning's time in APGD-CE run times; transfer is PGD20 crafted on the "
+             "plain baseline; flags are the audit's. User-submitted rows are marked *.", "",
              "| # | model | defence | clean | robust | transfer | claimed (paper) | flags | cost | n |",
              "|---:|---|---|---:|---:|---:|---|---|---:|---:|"]
     for rank, r in enumerate(rows, 1):
@@ -236,7 +255,8 @@ img {{ max-width: 640px; }} code {{ background: #f6f6f6; }}
 <p>Reproduce: <code>{esc(command)}</code>. Protocol <code>{PROTOCOL}</code>: robust accuracy (%) at L-inf
 eps = 8/255, clean then one cascade - AutoAttack (rand for random models) and the snn-adaptive ensemble, or with a
 budget preset the recorded budget plan's members - with EOT and majority-vote verdicts for random models; cost is the
-cascade's forward passes in own-surrogate APGD-CE runs; transfer is PGD20 crafted on the plain baseline; flags come
+cascade's forward passes in own-surrogate APGD-CE runs, plus the one-off tuning's time in APGD-CE run times;
+transfer is PGD20 crafted on the plain baseline; flags come
 from the gradient-obfuscation audit. A claim on another dataset is shown in brackets, not compared.
 User-submitted rows are marked <span class="user">*</span>.</p>
 <table id="leaderboard">
