@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
+from throughput import save_json
 from torch.nn import functional as F
 
 import spikeshield as ss
@@ -144,10 +143,7 @@ def main() -> None:
     for e in eot:
         print(f"  EOT x10 gradient, batch {e['batch']}: batched {e['median_seconds']['batched']:.3f} s, loop "
               f"{e['median_seconds']['loop']:.3f} s -> ratio {e['ratio_batched_vs_loop']:.3f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {save_json(result, args.out)}")
 
 
 if __name__ == "__main__":

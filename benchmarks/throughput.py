@@ -110,12 +110,18 @@ def cost_record(device, models, opts, x, y, paths: dict, train: dict, infer: dic
     }
 
 
-def write_record(result: dict, out: str, script: str, argv: list[str]) -> None:
-    """Add the command line to ``result``, write it as JSON to ``out`` and print it (without the command)."""
-    result["command"] = f"python benchmarks/{script} " + " ".join(argv)
+def save_json(result: dict, out: str) -> Path:
+    """Write ``result`` as indented JSON to ``out`` (creating its folder); returns the path."""
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def write_record(result: dict, out: str, script: str, argv: list[str]) -> None:
+    """Add the command line to ``result``, write it as JSON to ``out`` and print it (without the command)."""
+    result["command"] = f"python benchmarks/{script} " + " ".join(argv)
+    save_json(result, out)
     print(json.dumps({k: v for k, v in result.items() if k != "command"}, indent=2))
 
 
@@ -199,10 +205,7 @@ def main() -> None:
           f"peak {result['peak_memory_mb']['snn_autograd_loop']:.0f} MB")
     print(f"  ANN twin on T*B batch    {result['images_per_s']['ann_folded_per_snn_image']:8.1f} SNN-img/s "
           f"            peak {result['peak_memory_mb']['ann_folded']:.0f} MB")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {save_json(result, args.out)}")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import time
-from pathlib import Path
 
 import torch
-from throughput import AMP, sync, train_step
+from throughput import AMP, save_json, sync, train_step
 from torch.profiler import ProfilerActivity, profile
 
 import spikeshield as ss
@@ -83,10 +81,7 @@ def main() -> None:
         print("   host (name, calls, total us, self us per step):")
         for k, n, total, own in r["host_us_per_step"]:
             print(f"     {k[:60]:60s} {n:5g} {total:8.1f} {own:8.1f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {save_json(result, args.out)}")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ def row(entry: Entry, cells: dict[str, dict[str, Any]], dataset: str, preset: st
     sweep = cells.get("sweep")
     transfer = cells.get("transfer")
     certified = cells.get("certify")
+    cost, tune_cost = _costs(robust, cells.get("tune"))
     claim = entry.claim
     record: dict[str, Any] = {
         "schema": ENTRY_SCHEMA,
@@ -58,8 +59,8 @@ def row(entry: Entry, cells: dict[str, dict[str, Any]], dataset: str, preset: st
                        "curve": [[r, _pct(a)] for r, a in certified["curve"]]} if certified else None),
         "flags": sorted(set(robust.get("flags", [])) | set(audit.get("flags", []))),
         "budget": {"plan": robust["budget"]["plan"], "record": PLAN_RECORD} if robust.get("budget") else None,
-        "cost_in_apgd_ce": _cost(robust),
-        "tune_cost_in_apgd_ce": _tune_cost(robust, cells.get("tune")),
+        "cost_in_apgd_ce": cost,
+        "tune_cost_in_apgd_ce": tune_cost,
         "stochastic": bool(robust.get("stochastic")),
         "score_draws": robust.get("score_draws"),
         "n_examples": robust["n_examples"],
@@ -91,17 +92,16 @@ def _apgd_ce_run(robust: dict[str, Any]) -> tuple[float, float] | None:
     return passes["apgd-ce"] * scale, robust.get("time_s", {}).get("apgd-ce", 0.0) * scale
 
 
-def _cost(robust: dict[str, Any]) -> float | None:
-    """The robust cascade's forward passes in own-surrogate APGD-CE runs (:func:`_apgd_ce_run`)."""
+def _costs(robust: dict[str, Any], tune: dict[str, Any] | None) -> tuple[float | None, float | None]:
+    """The robust cascade's forward passes, and the one-off tuning's seconds (it counts no forward passes; both times
+    come from the same machine), in own-surrogate APGD-CE runs (:func:`_apgd_ce_run`); None where there is no
+    APGD-CE reference (or no tune cell)."""
     run = _apgd_ce_run(robust)
-    return round(robust["number_forward_passes"]["total"] / run[0], 2) if run else None
-
-
-def _tune_cost(robust: dict[str, Any], tune: dict[str, Any] | None) -> float | None:
-    """The one-off tuning's seconds in own-surrogate APGD-CE run times (the tuning counts no forward passes; both
-    times come from the same machine); None without a tune cell or an APGD-CE reference."""
-    run = _apgd_ce_run(robust)
-    return round(tune["seconds"] / run[1], 2) if run and run[1] and tune and "seconds" in tune else None
+    if run is None:
+        return None, None
+    passes, seconds = run
+    cascade = round(robust["number_forward_passes"]["total"] / passes, 2)
+    return cascade, (round(tune["seconds"] / seconds, 2) if seconds and tune and "seconds" in tune else None)
 
 
 def write_board(rows: list[dict[str, Any]], out: str | Path, title: str, command: str) -> dict[str, Path]:
