@@ -47,13 +47,19 @@ def test_in_evaluate_the_worst_case_is_below_every_member(trained_lenet, fmnist_
 
 
 def test_tuning_picks_the_strongest_candidate_on_the_given_images(trained_lenet, fmnist_batch):
-    x, y = (t[8:12] for t in fmnist_batch)  # stand-ins for held-out training images
+    x, y = (t[8:12].clone() for t in fmnist_batch)  # stand-ins for held-out training images
+    with torch.no_grad():
+        predicted = trained_lenet(x).argmax(1)
+    y[0] = (predicted[0] + 1) % 10  # one image the model gets wrong: not attacked
     suite = SNNAdaptive(trained_lenet, EPS, members=["fgsm@hart"], tune_on=(x, y))
     record = suite.tuned["hart"]
     scores = {float(k): v for k, v in record["robust_acc"].items()}
     assert record["tuned"] and set(scores) == set(TUNABLE["hart"][1])
     assert scores[record["g"]] == min(scores.values())
     assert list(suite.members) == [f"fgsm@hart-{record['g']:g}"]
+    correct = int((predicted == y).sum())
+    assert record["n_images"] == 4 and record["n_attacked"] == correct  # a wrong image scores 0 under every candidate
+    assert record["forward_passes"] == suite.forward_passes > 0  # the tuning's cost, counted
     again = SNNAdaptive(trained_lenet, EPS, members=["fgsm@hart"], tuned=suite.tuned_values(), tune_on=(x, y))
     assert list(again.members) == list(suite.members)  # tuned once, passed on: no second tuning run
     assert again.forward_passes == 0 and again.tuned["hart"]["tuned"] == "given"

@@ -124,7 +124,8 @@ class SNNAdaptive(Suite):
 
     def _tuned_name(self, name: str, tune_on, given: float | None = None) -> str:
         """``name`` with the tunable parameter of its gradient set: ``given``, else by the lowest robust accuracy of
-        a short run of the member on ``tune_on``, else the default."""
+        a short run of the member on ``tune_on`` (attacking only the images the model classifies correctly), else the
+        default."""
         base, grad = _split_member(name)
         param, candidates = TUNABLE[grad]
         if given is not None:
@@ -134,19 +135,25 @@ class SNNAdaptive(Suite):
             self.tuned[grad] = {param: candidates[0], "tuned": False}
             return f"{base}@{grad}-{candidates[0]:g}"
         x, y = tune_on
-        scores = {}
-        for value in candidates:
+        y = y.to(x.device)
+        with self.threat_model():  # a held-out image the model gets wrong scores the same under every candidate
+            ok, _, images = decision.judge(self.model, x, y, self.score_draws)
+        passes = images
+        scores = dict.fromkeys(candidates, 0.0)
+        for value in candidates if ok.any() else ():
             attack = self._member(f"{base}@{grad}-{value:g}")
             if hasattr(attack, "steps"):
                 attack.steps = min(attack.steps, TUNE_STEPS)
-            x_adv = attack(x, y)
+            x_adv = attack(x[ok], y[ok])
             with attack.threat_model():
-                ok, _, images = decision.judge(self.model, x_adv, y.to(x_adv.device), self.score_draws)
-            scores[value] = ok.float().mean().item()
-            self.forward_passes += attack.forward_passes + images
+                still, _, images = decision.judge(self.model, x_adv, y[ok], self.score_draws)
+            scores[value] = still.sum().item() / y.numel()
+            passes += attack.forward_passes + images
+        self.forward_passes += passes
         best = min(candidates, key=lambda v: scores[v])  # ties keep the earlier (default first)
         self.tuned[grad] = {param: best, "tuned": True, "robust_acc": {f"{v:g}": s for v, s in scores.items()},
-                            "n_images": int(y.numel()), "steps": TUNE_STEPS}
+                            "n_images": int(y.numel()), "n_attacked": int(ok.sum()), "steps": TUNE_STEPS,
+                            "forward_passes": passes}
         return f"{base}@{grad}-{best:g}"
 
     def tuned_values(self) -> dict[str, float]:

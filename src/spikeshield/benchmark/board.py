@@ -38,7 +38,7 @@ def row(entry: Entry, cells: dict[str, dict[str, Any]], dataset: str, preset: st
     sweep = cells.get("sweep")
     transfer = cells.get("transfer")
     certified = cells.get("certify")
-    cost, tune_cost = _costs(robust, cells.get("tune"))
+    cost = _costs(robust, cells.get("tune"))
     claim = entry.claim
     record: dict[str, Any] = {
         "schema": ENTRY_SCHEMA,
@@ -59,8 +59,9 @@ def row(entry: Entry, cells: dict[str, dict[str, Any]], dataset: str, preset: st
                        "curve": [[r, _pct(a)] for r, a in certified["curve"]]} if certified else None),
         "flags": sorted(set(robust.get("flags", [])) | set(audit.get("flags", []))),
         "budget": {"plan": robust["budget"]["plan"], "record": PLAN_RECORD} if robust.get("budget") else None,
-        "cost_in_apgd_ce": cost,
-        "tune_cost_in_apgd_ce": tune_cost,
+        "cost_in_apgd_ce": cost["cascade"],
+        "tune_cost_in_apgd_ce": cost["tune"],
+        "time_in_apgd_ce": cost["time"],
         "stochastic": bool(robust.get("stochastic")),
         "score_draws": robust.get("score_draws"),
         "n_examples": robust["n_examples"],
@@ -92,16 +93,20 @@ def _apgd_ce_run(robust: dict[str, Any]) -> tuple[float, float] | None:
     return passes["apgd-ce"] * scale, robust.get("time_s", {}).get("apgd-ce", 0.0) * scale
 
 
-def _costs(robust: dict[str, Any], tune: dict[str, Any] | None) -> tuple[float | None, float | None]:
-    """The robust cascade's forward passes, and the one-off tuning's seconds (it counts no forward passes; both times
-    come from the same machine), in own-surrogate APGD-CE runs (:func:`_apgd_ce_run`); None where there is no
-    APGD-CE reference (or no tune cell)."""
+def _costs(robust: dict[str, Any], tune: dict[str, Any] | None) -> dict[str, float | None]:
+    """The protocol's cost in own-surrogate APGD-CE runs (:func:`_apgd_ce_run`): ``cascade`` (the robust cascade's
+    forward passes), ``tune`` (the one-off tuning's forward passes) and ``time`` (both cells' seconds over the run's:
+    the unrolled gradients cost more per pass than the fused surrogate); None where there is no APGD-CE reference
+    (or no tune cell)."""
     run = _apgd_ce_run(robust)
     if run is None:
-        return None, None
+        return {"cascade": None, "tune": None, "time": None}
     passes, seconds = run
-    cascade = round(robust["number_forward_passes"]["total"] / passes, 2)
-    return cascade, (round(tune["seconds"] / seconds, 2) if seconds and tune and "seconds" in tune else None)
+    tune = tune or {}
+    whole = robust.get("seconds", 0.0) + tune.get("seconds", 0.0)
+    return {"cascade": round(robust["number_forward_passes"]["total"] / passes, 2),
+            "tune": round(tune["forward_passes"] / passes, 2) if "forward_passes" in tune else None,
+            "time": round(whole / seconds, 2) if seconds and whole else None}
 
 
 def write_board(rows: list[dict[str, Any]], out: str | Path, title: str, command: str) -> dict[str, Path]:
@@ -138,8 +143,9 @@ def _claim(r: dict[str, Any]) -> str:
 def _cost_cell(r: dict[str, Any]) -> str:
     if r.get("cost_in_apgd_ce") is None:
         return "-"
-    tune = r.get("tune_cost_in_apgd_ce")
-    return f"{r['cost_in_apgd_ce']:.1f}x" + (f" + {tune:.1f}x tune" if tune is not None else "")
+    tune, time = r.get("tune_cost_in_apgd_ce"), r.get("time_in_apgd_ce")
+    return (f"{r['cost_in_apgd_ce']:.1f}x" + (f" + {tune:.1f}x tune" if tune is not None else "")
+            + (f" ({time:.1f}x time)" if time is not None else ""))
 
 
 def markdown(rows: list[dict[str, Any]], title: str, command: str) -> str:
@@ -148,8 +154,9 @@ def markdown(rows: list[dict[str, Any]], title: str, command: str) -> str:
              "Robust accuracy (%) at L-inf eps = 8/255 under one protocol (clean, then one cascade: AutoAttack and "
              "the snn-adaptive ensemble, or with a budget preset the recorded budget plan's members; EOT and "
              "majority-vote verdicts for random models); cost is the cascade's forward passes in own-surrogate "
-             "APGD-CE runs, plus the one-off tuning's time in APGD-CE run times; transfer is PGD20 crafted on the "
-             "plain baseline; flags are the audit's. User-submitted rows are marked *.", "",
+             "APGD-CE runs, plus the one-off tuning's (in brackets: the whole protocol's seconds in that run's); "
+             "transfer is PGD20 crafted on the plain baseline; flags are the audit's. User-submitted rows are "
+             "marked *.", "",
              "| # | model | defence | clean | robust | transfer | claimed (paper) | flags | cost | n |",
              "|---:|---|---|---:|---:|---:|---|---|---:|---:|"]
     for rank, r in enumerate(rows, 1):
@@ -255,8 +262,8 @@ img {{ max-width: 640px; }} code {{ background: #f6f6f6; }}
 <p>Reproduce: <code>{esc(command)}</code>. Protocol <code>{PROTOCOL}</code>: robust accuracy (%) at L-inf
 eps = 8/255, clean then one cascade - AutoAttack (rand for random models) and the snn-adaptive ensemble, or with a
 budget preset the recorded budget plan's members - with EOT and majority-vote verdicts for random models; cost is the
-cascade's forward passes in own-surrogate APGD-CE runs, plus the one-off tuning's time in APGD-CE run times;
-transfer is PGD20 crafted on the plain baseline; flags come
+cascade's forward passes in own-surrogate APGD-CE runs, plus the one-off tuning's (in brackets: the whole
+protocol's seconds in that run's); transfer is PGD20 crafted on the plain baseline; flags come
 from the gradient-obfuscation audit. A claim on another dataset is shown in brackets, not compared.
 User-submitted rows are marked <span class="user">*</span>.</p>
 <table id="leaderboard">

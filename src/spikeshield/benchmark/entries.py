@@ -93,7 +93,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "quick": Preset("quick", {"data.train_subset": 4000, "data.eval_subset": 2000, "optim.epochs": 1,
                               "select.holdout": 200}, n_eval=64,
-                    n_sweep=32, n_transfer=64, n_audit=16, n_certify=16, n_tune=64, adaptive="quick",
+                    n_sweep=32, n_transfer=64, n_audit=16, n_certify=16, n_tune=32, adaptive="quick",
                     eps_list=(2 / 255, 4 / 255, 8 / 255, 16 / 255), certify_draws=(32, 256), budget=True),
     "full": Preset("full", {}, n_eval=1000, n_sweep=256, n_transfer=500, n_audit=64, n_certify=200, n_tune=256,
                    adaptive="standard", eps_list=(1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255),

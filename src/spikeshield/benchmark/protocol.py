@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spikeshield.attacks.adaptive import TUNE_STEPS
 from spikeshield.benchmark.budget import PLAN
 from spikeshield.benchmark.entries import Preset
 from spikeshield.evaluation.resume import run_fingerprint, weights_hash
@@ -28,6 +29,8 @@ from spikeshield.fileio import atomic_write_text
 
 #: the protocol's budget
 EPS = 8 / 255
+#: seed of the global RNG before the tuning runs (evaluations seed themselves)
+TUNE_SEED = 0
 #: version of the protocol: cells computed under another are recomputed
 PROTOCOL = "spikeshield.leaderboard-protocol/1"
 
@@ -93,11 +96,13 @@ def cells(model: nn.Module, preset: Preset, data: dict[str, torch.Tensor], *, so
     members = list(PLAN) if budget else None
 
     def tune(_: dict) -> dict[str, Any]:
+        torch.manual_seed(TUNE_SEED)  # the attacks' random starts: the same choice on every run
         suite = SNNAdaptive(model, EPS, preset=preset.adaptive, members=members,
                             tune_on=(data["tune_x"], data["tune_y"]))
-        return {"tuned": suite.tuned_values(), "record": suite.tuned}
+        return {"tuned": suite.tuned_values(), "record": suite.tuned, "forward_passes": suite.forward_passes}
     if adaptive or budget:
-        jobs["tune"] = ({"n": preset.n_tune, "adaptive": preset.adaptive, "members": members}, tune)
+        jobs["tune"] = ({"n": preset.n_tune, "adaptive": preset.adaptive, "members": members, "seed": TUNE_SEED,
+                         "steps": TUNE_STEPS, "attacked": "clean-correct"}, tune)
 
     def robust(tuned: dict) -> dict[str, Any]:
         attacks = [SNNAdaptive(model, EPS, members=members, tuned=tuned)] if budget else \
