@@ -14,6 +14,8 @@ independent ensemble, and what it costs (issue 22, item 3).
    APGD-CE runs (forward passes and seconds; target <= 5).
 
     .venv/bin/python benchmarks/protocol_budget.py --models lif_fgsm,hosnn_fgsm,snn_rat --n 32
+    .venv/bin/python benchmarks/protocol_budget.py --verify-plan --models snn_rat,rsc_direct --offset 128 \
+        --out benchmarks/results/leaderboard/budget_round3.json     # the recorded plan on more models
 
 A killed run resumes: finished pilots and verifications in the output file are kept.
 """
@@ -29,7 +31,7 @@ import torch
 from spikeshield import checkpoint, decision
 from spikeshield.attacks import SNNAdaptive, make_attack
 from spikeshield.attacks.bpda import with_ann_gradients
-from spikeshield.benchmark.budget import PLAN, members_of, plan, pool, verify
+from spikeshield.benchmark.budget import PLAN, PLAN_RECORD, members_of, plan, pool, verify
 from spikeshield.benchmark.entries import ENTRIES
 from spikeshield.data import load_dataset
 from spikeshield.distributed import device_name
@@ -81,6 +83,8 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/leaderboard/budget.json")
     parser.add_argument("--offset", type=int, default=64, help="first verification test image (the board scores 64)")
     parser.add_argument("--pilots-from", default=None, help="take the pilots of an earlier record of this script")
+    parser.add_argument("--verify-plan", action="store_true", help="no pilots: verify the code's PLAN (its record: "
+                        "budget.PLAN_RECORD) on more models, HART/ASSG tuned on the pilot images")
     parser.add_argument("--add", default="", help="comma list of members appended to the pooled plan (an amendment "
                         "after a verification missed images: verify it on new images with a new --offset)")
     args = parser.parse_args()
@@ -92,7 +96,8 @@ def main() -> None:
     x, y = test.gather(held).float().div(255).to(args.device), test.labels[held].to(args.device)
     out_path = Path(args.out)
     report = json.loads(out_path.read_text()) if out_path.exists() else {}
-    setup = {"n": args.n, "models": names, "offset": args.offset, "added": [a for a in args.add.split(",") if a]}
+    setup = {"n": args.n, "models": names, "offset": args.offset, "added": [a for a in args.add.split(",") if a],
+             "verify_plan": args.verify_plan}
     if any(report.get(k) != v for k, v in setup.items()):
         report = {**setup, "tolerance_per_64": TOLERANCE_PER_64, "pilots": {}, "verify": {}}
     if args.pilots_from:
@@ -114,11 +119,14 @@ def main() -> None:
         model = load(name, Path(args.work), args.device)
         torch.manual_seed(0)
         tuned = SNNAdaptive(model, EPS, preset="standard", tune_on=(pilot_x, pilot_y)).tuned_values()
+        if args.verify_plan:
+            report["pilots"][name] = {"tuned": tuned}
+            continue
         planned = plan(model, pilot_x, pilot_y, suite_members(model, tuned), EPS)
         report["pilots"][name] = {"tuned": tuned, **{k: v for k, v in planned.items() if k != "attacks"}}
         print(name, "pilot:", planned["order"], flush=True)
         save()
-    report["plan"] = pool(report["pilots"])
+    report["plan"] = {"order": list(PLAN), "record": PLAN_RECORD} if args.verify_plan else pool(report["pilots"])
     report["plan"]["order"] += [a for a in report["added"] if a not in report["plan"]["order"]]
     report["plan_equals_code"] = report["plan"]["order"] == list(PLAN)
     print("pooled plan:", report["plan"]["order"], "(code's PLAN equal:", report["plan_equals_code"], ")", flush=True)
