@@ -168,7 +168,8 @@ def test_pooled_plan_counts_each_models_images_apart_and_names_members_as_a_suit
 def test_the_code_runs_the_plan_the_recorded_check_made():
     """A shipped preset may run the budget plan only if the recorded check holds: benchmarks/protocol_budget.py
     records the pooled plan (round 1) and, after round 1's verification missed an image, the amended plan verified on
-    new images (round 2); PLAN must be the round-2 order, on the round-1 pilots, and miss nothing there."""
+    new images (round 2) and on other models (round 3); PLAN must be the round-2 order, on the round-1 pilots, and
+    miss nothing in rounds 2 and 3."""
     from spikeshield.benchmark import PRESETS
     from spikeshield.benchmark.budget import PLAN
 
@@ -183,6 +184,10 @@ def test_the_code_runs_the_plan_the_recorded_check_made():
     assert second["verify"] and set(second["verify"]) <= set(second["models"])  # docs/leaderboard.md: which ran
     assert all(v["missed_vs_full"] == v["missed_vs_ensemble"] == 0 and v["holds"] for v in second["verify"].values())
     assert second["missed_pooled"]["images"] <= second["missed_pooled"]["tolerance"]
+    third = json.loads(Path(PLAN_RECORD).with_name("budget_round3.json").read_text())  # the same plan, more models
+    assert third["verify_plan"] and third["plan"] == {"order": list(PLAN), "record": PLAN_RECORD}
+    assert set(third["verify"]) == set(third["models"]) and not set(third["models"]) & set(second["models"])
+    assert all(v["missed_vs_full"] == v["missed_vs_ensemble"] == 0 and v["holds"] for v in third["verify"].values())
 
 
 def test_a_budget_preset_runs_the_recorded_plan_on_snns_and_the_full_protocol_elsewhere(trained_lenet, fmnist_eval,
