@@ -16,10 +16,11 @@ import argparse
 import json
 from pathlib import Path
 
-from spikeshield import checkpoint
+from protocol_budget import load
+
 from spikeshield.attacks import SNNAdaptive
 from spikeshield.benchmark.budget import PLAN
-from spikeshield.benchmark.entries import ENTRIES, PRESETS
+from spikeshield.benchmark.entries import PRESETS
 from spikeshield.benchmark.protocol import EPS
 from spikeshield.data import load_dataset
 from spikeshield.evaluation import evaluate
@@ -34,8 +35,7 @@ def main() -> None:
     parser.add_argument("--work", default="runs/leaderboard/quick")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/leaderboard/tune_noise_MODEL.json")
     args = parser.parse_args()
-    entry = {e.name: e for e in ENTRIES}[args.model]
-    model = checkpoint.load(Path(args.work) / entry.name / entry.checkpoint, device="cpu").eval()
+    model = load(args.model, Path(args.work), "cpu")
     n = PRESETS["quick"].n_eval
     test = load_dataset("fashion_mnist", "test")
     x, y = test.gather(slice(0, n)).float().div_(255), test.labels[:n]
@@ -43,12 +43,13 @@ def main() -> None:
     result = evaluate(model, x, y, attacks=[suite], eps=EPS, cascade=True, seed=args.seed, progress=True)
     out = Path(args.out or f"benchmarks/results/leaderboard/tune_noise_{args.model}.json")
     record = json.loads(out.read_text()) if out.exists() else {"model": args.model, "plan": list(PLAN), "runs": {}}
-    record["runs"][f"A={args.A:g},seed={args.seed}"] = {
+    key = f"A={args.A:g},seed={args.seed}"
+    record["runs"][key] = {
         "A": args.A, "seed": args.seed, "n": n, "clean_acc": result.clean_acc, "robust_acc": result.worst_case_acc,
         "broken_by": result.broken_by, "seconds": result.time_s.get("total"),
         "command": f"python benchmarks/tune_noise.py --model {args.model} --A {args.A:g} --seed {args.seed}"}
     atomic_write_text(out, json.dumps(record, indent=1) + "\n")
-    print(json.dumps(record["runs"][f"A={args.A:g},seed={args.seed}"]))
+    print(json.dumps(record["runs"][key]))
 
 
 if __name__ == "__main__":
