@@ -4,10 +4,13 @@ Runs the budget plan's cascade (``spikeshield.benchmark.budget.PLAN``, as the qu
 board's test images with one ``A`` and one evaluation seed per call, and adds the result to a JSON record keyed by
 ``A`` and seed (a killed or repeated run keeps what is there). Compare two values of ``A`` across seeds: if the
 spread over seeds at one ``A`` covers the difference between the values, the tuning's choice did not change the
-verdict.
+verdict. ``robust_acc`` is the board's number (majority votes over fresh draws at each image's strongest point);
+``expected_acc`` is the per-draw accuracy at those points with its 95% interval, which moves less from run to run.
 
-    .venv/bin/python benchmarks/tune_noise.py --model randhet_rat --A 0.45 --seed 1
-    .venv/bin/python benchmarks/tune_noise.py --model randhet_rat --A 0.41 --seed 1
+    .venv/bin/python benchmarks/tune_noise.py --model randhet_rat --A 0.45 --seed 1   # and --A 0.41
+    .venv/bin/python benchmarks/tune_noise.py --model rsc_erst --A 0.45 --seed 1      # and --A 0.43; seed 2 too
+
+The records (tune_noise_randhet_rat.json, tune_noise_rsc_erst.json) and what they settle: docs/leaderboard.md.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def main() -> None:
     key = f"A={args.A:g},seed={args.seed}"
     record["runs"][key] = {
         "A": args.A, "seed": args.seed, "n": n, "clean_acc": result.clean_acc, "robust_acc": result.worst_case_acc,
-        "broken_by": result.broken_by, "seconds": result.time_s.get("total"),
+        "expected_acc": result.expected_acc.get("worst_case"), "broken_by": result.broken_by,
+        "seconds": result.time_s.get("total"),
         "command": f"python benchmarks/tune_noise.py --model {args.model} --A {args.A:g} --seed {args.seed}"}
     atomic_write_text(out, json.dumps(record, indent=1) + "\n")
     print(json.dumps(record["runs"][key]))
